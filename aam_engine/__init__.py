@@ -1,0 +1,8 @@
+"""aam_engine: the AAM training library (PyTorch + numpy). Never imports qiime2."""
+
+__version__ = "0.1.0"
+
+# Model directory format version.  Compatibility rule: a reader accepts every format version
+# with the same major number and a minor number <= its own; a newer minor written by a newer
+# engine is refused with a message naming both versions.
+FORMAT_VERSION = "1.0"

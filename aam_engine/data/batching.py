@@ -1,0 +1,132 @@
+"""Batch builder: per-sample ASV selection, unique-ASV dedup, UniFrac sub-matrix, targets.
+
+The same ASV appears in many samples of a batch.  A batch therefore carries the UNIQUE ASVs
+once (``tokens``: [U, max_bp+1]) plus ``slot_index`` [B, S] that scatters unique-ASV vectors
+back to every (sample, ASV slot).  ``dedup_ratio`` = occupied slots / unique ASVs.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from .table import SampleTable
+from .tokenizer import mask_tokens, tokenize
+
+
+@dataclass
+class Batch:
+    sample_index: np.ndarray          # [B] rows of the table
+    unique_features: np.ndarray       # [U] column index (feature) of each unique ASV
+    tokens: np.ndarray                # [U, L] int64 (masked when nuc_targets is set)
+    slot_index: np.ndarray            # [B, S] index into unique ASVs (0 where padded)
+    counts: np.ndarray                # [B, S] float32 counts (0 where padded)
+    mask: np.ndarray                  # [B, S] bool, True = real ASV
+    distances: np.ndarray | None = None    # [B, B] float32, batch order
+    targets: np.ndarray | None = None      # [B] float32 (regression) / int64 (classes)
+    covariates: np.ndarray | None = None   # [B, K] int64, 0 = unknown
+    nuc_targets: np.ndarray | None = None  # [U, L] int64, -100 where not masked
+
+    @property
+    def size(self) -> int:
+        return len(self.sample_index)
+
+    @property
+    def dedup_ratio(self) -> float:
+        return float(self.mask.sum()) / max(1, len(self.unique_features))
+
+    def to_torch(self, device="cpu"):
+        """Dict of tensors on ``device`` (None fields left out)."""
+        import torch
+        out = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if v is not None:
+                out[f.name] = torch.as_tensor(v).to(device, non_blocking=True)
+        return out
+
+
+class BatchBuilder:
+    """Turns lists of sample rows into :class:`Batch` objects.
+
+    distances: [n_samples, n_samples] aligned to the table's sample order (or None);
+    targets: [n_samples] (or None); covariates: [n_samples, K] int codes (or None).
+    """
+
+    def __init__(self, table: SampleTable, token_limit: int = 1024, max_bp: int = 150,
+                 selection: str = "abundance", distances=None, targets=None, covariates=None,
+                 mask_ratio: float = 0.0, mask_strategy: str = "random"):
+        if selection not in ("abundance", "sample"):
+            raise ValueError(f"ASV selection must be 'abundance' or 'sample', got {selection!r}")
+        if token_limit < 1:
+            raise ValueError(f"token_limit must be >= 1, got {token_limit}")
+        self.table = table
+        self.token_limit = int(token_limit)
+        self.max_bp = int(max_bp)
+        self.selection = selection
+        self.distances = None if distances is None else np.asarray(distances, dtype=np.float32)
+        self.targets = None if targets is None else np.asarray(targets)
+        self.covariates = None if covariates is None else np.asarray(covariates, dtype=np.int64)
+        for name, arr in (("distances", self.distances), ("targets", self.targets),
+                          ("covariates", self.covariates)):
+            if arr is not None and len(arr) != table.n_samples:
+                raise ValueError(f"{name} has {len(arr)} rows for {table.n_samples} samples")
+        self.mask_ratio = float(mask_ratio)
+        self.mask_strategy = mask_strategy
+        # tokenized once for the whole table; a batch only gathers rows
+        self.feature_tokens = tokenize(table.sequences, self.max_bp)
+
+    def select(self, row: int, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
+        """(feature indices, counts) of one sample, <= token_limit, most abundant first."""
+        csr = self.table.counts
+        lo, hi = csr.indptr[row], csr.indptr[row + 1]
+        feats, cnts = csr.indices[lo:hi], csr.data[lo:hi]
+        if len(feats) > self.token_limit:
+            if self.selection == "sample" and rng is not None:
+                keep = rng.choice(len(feats), self.token_limit, replace=False, p=cnts / cnts.sum())
+            else:
+                keep = np.lexsort((feats, -cnts))[: self.token_limit]
+            feats, cnts = feats[keep], cnts[keep]
+        order = np.lexsort((feats, -cnts))
+        return feats[order], cnts[order]
+
+    def build(self, rows, rng: np.random.Generator | None = None, mask: bool = False) -> Batch:
+        rows = np.asarray(rows, dtype=np.int64)
+        picked = [self.select(r, rng) for r in rows]
+        S = max(len(f) for f, _ in picked)
+        B = len(rows)
+        all_feats = np.concatenate([f for f, _ in picked])
+        unique, inverse = np.unique(all_feats, return_inverse=True)
+        slot_index = np.zeros((B, S), dtype=np.int64)
+        counts = np.zeros((B, S), dtype=np.float32)
+        smask = np.zeros((B, S), dtype=bool)
+        pos = 0
+        for b, (f, c) in enumerate(picked):
+            n = len(f)
+            slot_index[b, :n] = inverse[pos:pos + n]
+            counts[b, :n] = c
+            smask[b, :n] = True
+            pos += n
+        tokens = self.feature_tokens[unique]
+        nuc_targets = None
+        if mask and self.mask_ratio > 0:
+            if rng is None:
+                raise ValueError("masking needs a random generator")
+            tokens, nuc_targets = mask_tokens(tokens, self.mask_ratio, rng, self.mask_strategy)
+        return Batch(
+            sample_index=rows, unique_features=unique.astype(np.int64), tokens=tokens,
+            slot_index=slot_index, counts=counts, mask=smask,
+            distances=None if self.distances is None else self.distances[np.ix_(rows, rows)],
+            targets=None if self.targets is None else self.targets[rows],
+            covariates=None if self.covariates is None else self.covariates[rows],
+            nuc_targets=nuc_targets)
+
+    def batches(self, rows, batch_size: int, rng: np.random.Generator | None = None,
+                shuffle: bool = False, drop_last: bool = False, mask: bool = False):
+        """Iterate batches over ``rows`` (shuffled with ``rng`` when asked)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if shuffle:
+            rows = rows[rng.permutation(len(rows))]
+        stop = len(rows) - (len(rows) % batch_size if drop_last else 0)
+        for i in range(0, stop, batch_size):
+            yield self.build(rows[i:i + batch_size], rng, mask)

@@ -1,0 +1,128 @@
+"""Sample distance matrices: read precomputed ones or compute UniFrac from a rooted tree."""
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .table import SampleTable, first_few
+
+UNIFRAC_METRICS = ("unweighted", "weighted_normalized", "weighted_unnormalized")
+
+
+def check_distance_matrix(ids, matrix, tol: float = 1e-6) -> tuple[list[str], np.ndarray]:
+    """Validate a square, symmetric, finite, non-negative matrix with unique IDs."""
+    ids = [str(i) for i in ids]
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.ndim != 2 or m.shape[0] != m.shape[1] or m.shape[0] != len(ids):
+        raise ValueError(f"Distance matrix must be square with one row per ID: shape {m.shape}, "
+                         f"{len(ids)} IDs.")
+    if len(set(ids)) != len(ids):
+        dups = sorted({i for i in ids if ids.count(i) > 1})
+        raise ValueError(f"Duplicate IDs in the distance matrix: {first_few(dups)}")
+    bad = ~np.isfinite(m)
+    if bad.any():
+        rows = [ids[i] for i in np.flatnonzero(bad.any(axis=1))]
+        raise ValueError(f"Distance matrix has NaN or infinite values in rows {first_few(rows)}; "
+                         "recompute it or drop those samples.")
+    if (m < -tol).any():
+        raise ValueError("Distance matrix has negative distances; UniFrac distances are >= 0.")
+    asym = np.abs(m - m.T) > tol * max(1.0, float(np.abs(m).max()))
+    if asym.any():
+        i, j = np.argwhere(asym)[0]
+        raise ValueError(f"Distance matrix is not symmetric: d({ids[i]!r}, {ids[j]!r}) = "
+                         f"{m[i, j]:.6g} but d({ids[j]!r}, {ids[i]!r}) = {m[j, i]:.6g}.")
+    if np.abs(np.diag(m)).max() > tol:
+        raise ValueError("Distance matrix has non-zero values on its diagonal.")
+    return ids, np.clip((m + m.T) / 2, 0, None)
+
+
+def read_distance_matrix(path) -> tuple[list[str], np.ndarray]:
+    """Read (ids, matrix) from a TSV (lsmat), .npz (ids + matrix), .npy (+ .ids sidecar) or
+    .h5 written by `ssu` / unifrac's *_to_file."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        with np.load(path, allow_pickle=False) as z:
+            if "ids" not in z or not ({"matrix", "data"} & set(z.files)):
+                raise ValueError(f"{path}: a .npz distance file needs arrays 'ids' and 'matrix'")
+            ids, m = z["ids"].astype(str).tolist(), z["matrix" if "matrix" in z else "data"]
+    elif suffix == ".npy":
+        m = np.load(path, allow_pickle=False)
+        side = path.with_suffix(".ids")
+        if not side.exists():
+            side = path.with_name(path.stem + ".ids.txt")
+        if not side.exists():
+            raise ValueError(f"{path}: a .npy matrix needs its sample IDs, one per line, in "
+                             f"{path.with_suffix('.ids')}")
+        ids = [l.strip() for l in side.read_text().splitlines() if l.strip()]
+    elif suffix in (".h5", ".hdf5"):
+        import h5py
+        with h5py.File(path, "r") as f:
+            if "matrix" not in f or "order" not in f:
+                raise ValueError(f"{path}: expected datasets 'matrix' and 'order' (ssu output)")
+            m = f["matrix"][:]
+            ids = [i.decode() if isinstance(i, bytes) else str(i) for i in f["order"][:]]
+    else:
+        import skbio
+        dm = skbio.DistanceMatrix.read(str(path), format="lsmat")
+        ids, m = list(dm.ids), dm.data
+    return check_distance_matrix(ids, m)
+
+
+def align_distances(ids, matrix, sample_ids) -> np.ndarray:
+    """Sub-matrix in the order of ``sample_ids``; every sample must be present."""
+    index = {s: i for i, s in enumerate(ids)}
+    missing = [s for s in sample_ids if s not in index]
+    if missing:
+        raise ValueError(f"{len(missing)} sample(s) are not in the distance matrix: "
+                         f"{first_few(missing)}. Compute the matrix on the same table, or "
+                         "filter the table to the matrix's samples.")
+    idx = np.array([index[s] for s in sample_ids], dtype=np.int64)
+    return np.asarray(matrix, dtype=np.float64)[np.ix_(idx, idx)]
+
+
+def tree_tips(tree) -> set[str]:
+    return {t.name for t in tree.tips()}
+
+
+def compute_unifrac(table: SampleTable, tree, metric: str = "unweighted",
+                    threads: int = 1) -> tuple[SampleTable, np.ndarray]:
+    """UniFrac between the table's samples with the `unifrac` library.
+
+    ``tree``: a rooted skbio.TreeNode or a Newick path.  Features that are not tips of the tree
+    are dropped with a warning (UniFrac cannot place them); returns (filtered table, matrix)."""
+    import skbio
+    import unifrac
+    if metric not in UNIFRAC_METRICS:
+        raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
+    if not isinstance(tree, skbio.TreeNode):
+        tree = skbio.TreeNode.read(str(tree), format="newick")
+    tips = tree_tips(tree)
+    absent = [f for f in table.feature_ids if f not in tips]
+    if len(absent) == table.n_features:
+        raise ValueError(f"None of the table's features are tips of the tree (first IDs: "
+                         f"{first_few(table.feature_ids, 3)}). Use the tree built from this "
+                         "table's sequences.")
+    if absent:
+        warnings.warn(f"{len(absent)} of {table.n_features} features are not in the tree and "
+                      f"are dropped for UniFrac: {first_few(absent, 3)}", stacklevel=2)
+        table = table.filter_features([f for f in table.feature_ids if f in tips])
+    keep = set(table.feature_ids)
+    pruned = tree.shear([t for t in tips if t in keep]) if len(keep) < len(tips) else tree
+    pruned.prune()
+    with tempfile.TemporaryDirectory() as tmp:
+        tpath, npath = os.path.join(tmp, "t.biom"), os.path.join(tmp, "t.nwk")
+        import h5py
+        with h5py.File(tpath, "w") as f:
+            table.to_biom().to_hdf5(f, "q2-aam")
+        for node in pruned.traverse(include_self=True):  # unifrac needs lengths everywhere
+            if node.length is None and node is not pruned:
+                node.length = 0.0
+        pruned.write(npath, format="newick")
+        fn = getattr(unifrac, metric)
+        dm = fn(tpath, npath, threads=threads) if "threads" in fn.__code__.co_varnames else fn(tpath, npath)
+    return table, align_distances(list(dm.ids), dm.data, table.sample_ids)
