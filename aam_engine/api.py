@@ -1,0 +1,289 @@
+"""High-level engine API used by the QIIME 2 plugin and the engine CLI alike.
+
+    pretrain(table, distances | tree)            -> ModelBundle (encoder)
+    fit(table, targets, task, encoder=None, ...) -> ModelBundle (regressor / classifier)
+    predict(bundle, table)                       -> predictions (+ class probabilities)
+    embed(bundle, table)                         -> sample embeddings
+"""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .config import ModelConfig, TrainConfig
+from .data import BatchBuilder, SampleTable, align_distances, compute_unifrac
+from .data.table import first_few, split_ids
+from .io import ModelBundle
+
+
+# ---------------------------------------------------------------------------- preparation
+def prepare_table(table: SampleTable, rarefaction_depth: int | None, seed: int) -> SampleTable:
+    return table.rarefy(rarefaction_depth, seed) if rarefaction_depth else table
+
+
+def resolve_distances(table: SampleTable, distances=None, tree=None, metric="unweighted"):
+    """(table, matrix aligned to table.sample_ids) from (ids, matrix) or a rooted tree."""
+    if distances is not None and tree is not None:
+        raise ValueError("Give either a distance matrix or a phylogeny, not both.")
+    if tree is not None:
+        return compute_unifrac(table, tree, metric)
+    if distances is not None:
+        ids, m = distances
+        return table, align_distances(ids, m, table.sample_ids)
+    return table, None
+
+
+def _split(sample_ids, cfg: TrainConfig, groups):
+    return split_ids(sample_ids, cfg.validation_fraction, cfg.seed, groups)
+
+
+def _check_enough(n_train: int, cfg: TrainConfig):
+    if n_train < 2:
+        raise ValueError(f"Only {n_train} training sample(s) after the validation split; AAM "
+                         "needs at least 2. Use more samples or a smaller validation fraction.")
+
+
+def encode_targets(values: dict, task: str, sample_ids, missing_samples: str, cfg: TrainConfig,
+                   activation: str = "linear"):
+    """-> (kept sample ids, encoded targets array, target encoding dict, class weights)."""
+    missing = [s for s in sample_ids if s not in values or values[s] is None or
+               (isinstance(values[s], float) and np.isnan(values[s])) or values[s] == ""]
+    if missing:
+        if missing_samples != "ignore":
+            raise ValueError(f"{len(missing)} sample(s) in the table have no target value: "
+                             f"{first_few(missing)}. Add them to the metadata, or set "
+                             "missing_samples='ignore' to train without them.")
+        sample_ids = [s for s in sample_ids if s not in set(missing)]
+    if not sample_ids:
+        raise ValueError("No sample of the table has a target value in the metadata: check "
+                         "that the metadata's sample IDs match the table's.")
+    enc = {"type": task}
+    if task == "regression":
+        try:
+            y = np.array([float(values[s]) for s in sample_ids])
+        except (TypeError, ValueError):
+            bad = [s for s in sample_ids if not _is_number(values[s])]
+            raise ValueError(f"A regressor needs numeric targets; samples {first_few(bad)} have "
+                             f"non-numeric values (e.g. {values[bad[0]]!r}).") from None
+        if not np.isfinite(y).all():
+            bad = [s for s, v in zip(sample_ids, y) if not np.isfinite(v)]
+            raise ValueError(f"Target values are infinite for samples {first_few(bad)}.")
+        if cfg.target_transform == "log1p":
+            if (y <= -1).any():
+                raise ValueError("target_transform 'log1p' needs targets > -1.")
+            y = np.log1p(y)
+        if activation in ("softplus", "exp") and (y < 0).any():
+            raise ValueError(f"output activation {activation!r} predicts positive values only, "
+                             "but some targets are negative; use 'linear'.")
+        if activation == "bounded":
+            shift, scale = float(y.min()), float(y.max() - y.min()) or 1.0
+        elif activation in ("softplus", "exp"):
+            shift, scale = 0.0, float(y.std()) or 1.0
+        else:
+            shift, scale = float(y.mean()), float(y.std()) or 1.0
+        enc.update(transform=cfg.target_transform, shift=shift, scale=scale)
+        return sample_ids, ((y - shift) / scale).astype(np.float32), enc, None
+    labels = [str(values[s]) for s in sample_ids]
+    classes = sorted(set(labels))
+    if len(classes) < 2:
+        raise ValueError(f"A classifier needs at least 2 classes; the target column has only "
+                         f"{classes!r} among the table's samples.")
+    index = {c: i for i, c in enumerate(classes)}
+    y = np.array([index[l] for l in labels], dtype=np.int64)
+    enc["classes"] = classes
+    weights = None
+    if cfg.class_weights == "balanced":
+        counts = np.bincount(y, minlength=len(classes))
+        weights = (len(y) / (len(classes) * np.maximum(counts, 1))).astype(np.float32)
+    return sample_ids, y, enc, weights
+
+
+def _is_number(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def decode_regression(enc: dict, z):
+    y = np.asarray(z, dtype=np.float64) * enc["scale"] + enc["shift"]
+    return np.expm1(y) if enc.get("transform") == "log1p" else y
+
+
+def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None = None):
+    """{column: {sample: value}} -> (codes [n, K], levels {column: [values]}); unknown = 0."""
+    if not covariates:
+        return None, {}
+    levels = dict(levels) if levels else {c: sorted({str(v) for v in col.values()
+                                                     if v is not None and str(v) != "nan"})
+                                          for c, col in covariates.items()}
+    codes = np.zeros((len(sample_ids), len(levels)), dtype=np.int64)
+    for k, (c, lv) in enumerate(levels.items()):
+        index = {v: i + 1 for i, v in enumerate(lv)}
+        col = covariates.get(c, {})
+        codes[:, k] = [index.get(str(col.get(s)), 0) for s in sample_ids]
+    return codes, levels
+
+
+# ---------------------------------------------------------------------------- training
+def _train(table, model_cfg, train_cfg, task, targets=None, distances=None, covariates=None,
+           class_weights=None, decode=None, groups=None, encoder: ModelBundle | None = None,
+           checkpoint_dir=None, log_dir=None, resume=True):
+    import torch
+    from .models import AAM
+    from .training import TaskData, Trainer
+    train_ids, val_ids = _split(table.sample_ids, train_cfg, groups)
+    _check_enough(len(train_ids), train_cfg)
+    builder = BatchBuilder(table, model_cfg.token_limit, model_cfg.max_bp,
+                           train_cfg.asv_selection, distances, targets, covariates,
+                           train_cfg.mask_ratio, train_cfg.mask_strategy)
+    data = TaskData(builder, table.index_of(train_ids), table.index_of(val_ids), task,
+                    class_weights, decode)
+    torch.manual_seed(train_cfg.seed)
+    model = AAM(model_cfg)
+    if encoder is not None:
+        model.load_encoder_from(encoder.build_model())
+    trainer = Trainer(model, data, train_cfg, checkpoint_dir, log_dir)
+    history = trainer.fit(resume=resume)
+    extra = {"n_samples": table.n_samples, "n_features": table.n_features,
+             "train_samples": train_ids, "validation_samples": val_ids,
+             "skipped_steps": trainer.state["skipped_steps"],
+             "precision": trainer.precision, "device": str(trainer.device)}
+    if trainer.rank == 0 and val_ids:
+        extra["validation"] = validation_outputs(trainer, model, data, val_ids)
+    return model, history, extra
+
+
+def validation_outputs(trainer, model, data, val_ids):
+    """Per-sample validation predictions (for the summary plots)."""
+    out = run_model(model, data.builder, data.val_rows, trainer.device, trainer.asv_cache,
+                    key="prediction" if data.task != "encoder" else "embedding")
+    if data.task == "regression":
+        dec = data.decode
+        return {"sample_ids": val_ids,
+                "true": dec(data.builder.targets[data.val_rows]).tolist(),
+                "predicted": dec(out).tolist()}
+    if data.task == "classification":
+        return {"sample_ids": val_ids, "true": data.builder.targets[data.val_rows].tolist(),
+                "predicted": out.argmax(1).tolist()}
+    return {"sample_ids": val_ids, "unifrac_r2": trainer.state["history"][-1].get("val_unifrac_r2")}
+
+
+def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
+             distances=None, tree=None, metric: str = "unweighted",
+             rarefaction_depth: int | None = None, groups=None, checkpoint_dir=None,
+             log_dir=None) -> ModelBundle:
+    """Self-supervised pretraining: UniFrac distances + masked nucleotides."""
+    model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), "task": "encoder"})
+    train_cfg.validate()
+    table = prepare_table(table, rarefaction_depth, train_cfg.seed)
+    table, dist = resolve_distances(table, distances, tree, metric)
+    if dist is None and train_cfg.nuc_penalty == 0:
+        raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
+    model, history, extra = _train(table, model_cfg, train_cfg, "encoder", distances=dist,
+                                   groups=groups, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
+    extra["unifrac_metric"] = metric if tree is not None else "precomputed"
+    return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
+                       history, extra)
+
+
+def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
+        train_cfg: TrainConfig, encoder: ModelBundle | None = None, covariates: dict | None = None,
+        distances=None, tree=None, metric="unweighted", rarefaction_depth=None, groups=None,
+        missing_samples: str = "error", checkpoint_dir=None, log_dir=None) -> ModelBundle:
+    """Fine-tune (or train from scratch) a regressor / classifier on a metadata column."""
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    if encoder is not None:
+        if encoder.task != "encoder" and encoder.task != task:
+            raise ValueError(f"The model given as encoder is a {encoder.task} model; give an "
+                             "AAMModel[SequenceEncoder] from `pretrain` (or one of this task).")
+        ec = encoder.model_config
+        model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), **{
+            k: getattr(ec, k) for k in ("embedding_dim", "attention_heads", "attention_layers",
+                                        "intermediate_ratio", "max_bp", "token_limit",
+                                        "embedding_out", "count_head")}})
+    train_cfg.validate()
+    table = prepare_table(table, rarefaction_depth, train_cfg.seed)
+    keep, y, enc, weights = encode_targets(targets, task, table.sample_ids, missing_samples,
+                                           train_cfg, model_cfg.output_activation)
+    if len(keep) < table.n_samples:
+        table = table.subset(keep)
+    table, dist = resolve_distances(table, distances, tree, metric)
+    if len(table.sample_ids) != len(keep):   # UniFrac may have dropped features, never samples
+        keep_set = set(table.sample_ids)
+        y = y[[i for i, s in enumerate(keep) if s in keep_set]]
+    codes, levels = encode_covariates(covariates, table.sample_ids)
+    model_cfg = ModelConfig.from_dict({
+        **model_cfg.to_dict(), "task": task,
+        "n_outputs": len(enc["classes"]) if task == "classification" else 1,
+        "covariate_sizes": [len(v) for v in levels.values()]})
+    if task == "classification":
+        seen = set(y.tolist())
+        if len(seen) < 2:
+            raise ValueError("A classifier needs at least 2 classes among the training samples.")
+    enc["name"] = targets.name if hasattr(targets, "name") else enc.get("name")
+    decode = (lambda z: decode_regression(enc, z)) if task == "regression" else None
+    model, history, extra = _train(table, model_cfg, train_cfg, task, targets=y, distances=dist,
+                                   covariates=codes, class_weights=weights, decode=decode,
+                                   groups=groups, encoder=encoder, checkpoint_dir=checkpoint_dir,
+                                   log_dir=log_dir)
+    extra["pretrained_encoder"] = encoder is not None
+    return ModelBundle(model_cfg, train_cfg, model.state_dict(), enc, levels, history, extra)
+
+
+# ---------------------------------------------------------------------------- inference
+def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="prediction",
+              batch_size: int = 32):
+    import torch
+    model.eval()
+    if asv_cache is None:
+        asv_cache = model.asv_vectors(torch.as_tensor(builder.feature_tokens, device=device))
+    outs = []
+    with torch.no_grad():
+        for batch in builder.batches(rows, batch_size):
+            t = batch.to_torch(device)
+            outs.append(model(**t, asv_cache=asv_cache)[key].float().cpu().numpy())
+    return np.concatenate(outs)
+
+
+def _inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None):
+    from .training.runtime import resolve_device
+    dev = resolve_device(device)
+    model = bundle.build_model().to(dev)
+    codes, _ = encode_covariates(covariates, table.sample_ids, bundle.covariates or None) \
+        if bundle.covariates else (None, {})
+    if bundle.covariates and covariates is None:
+        warnings.warn(f"The model was trained with covariates {list(bundle.covariates)}; none "
+                      "were given, so they are treated as unknown.")
+        codes = np.zeros((table.n_samples, len(bundle.covariates)), dtype=np.int64)
+    mc = bundle.model_config
+    builder = BatchBuilder(table, mc.token_limit, mc.max_bp, "abundance", covariates=codes)
+    return model, builder, dev
+
+
+def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: str = "auto",
+            batch_size: int = 32):
+    """Regression: (sample_ids, values).  Classification: (sample_ids, labels, probabilities
+    [n, classes], classes).  ASV vectors are computed once per feature (frozen encoder)."""
+    if bundle.task == "encoder":
+        raise ValueError("This model is an encoder (from `pretrain`): it has no prediction head. "
+                         "Fine-tune it with fit-regressor / fit-classifier first, or use `embed`.")
+    model, builder, dev = _inference_setup(bundle, table, device, covariates)
+    out = run_model(model, builder, np.arange(table.n_samples), dev, batch_size=batch_size)
+    if bundle.task == "regression":
+        return table.sample_ids, decode_regression(bundle.target, out)
+    import torch
+    probs = torch.softmax(torch.as_tensor(out), -1).numpy()
+    classes = bundle.target["classes"]
+    return table.sample_ids, [classes[i] for i in probs.argmax(1)], probs, classes
+
+
+def embed(bundle: ModelBundle, table: SampleTable, device: str = "auto", batch_size: int = 32):
+    """(sample_ids, embeddings [n, dim]) in the model's UniFrac embedding space."""
+    model, builder, dev = _inference_setup(bundle, table, device)
+    return table.sample_ids, run_model(model, builder, np.arange(table.n_samples), dev,
+                                       key="embedding", batch_size=batch_size)

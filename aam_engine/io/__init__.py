@@ -1,0 +1,3 @@
+from .model_dir import ModelBundle, read_model_dir, validate_model_dir, write_model_dir
+
+__all__ = ["ModelBundle", "read_model_dir", "validate_model_dir", "write_model_dir"]

@@ -1,0 +1,226 @@
+"""The model directory: ``config.json`` + ``weights.safetensors`` (+ ``history.tsv``).
+
+Nothing here unpickles: tensors come from safetensors, everything else is JSON.  A model from
+a stranger cannot run code.  :func:`validate_model_dir` checks the directory without torch
+(JSON keys, format version, safetensors header: names, dtypes, shapes, offsets).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import FORMAT_VERSION, __version__
+from ..config import ModelConfig, TrainConfig
+
+CONFIG, WEIGHTS, HISTORY = "config.json", "weights.safetensors", "history.tsv"
+ALLOWED_FILES = {CONFIG, WEIGHTS, HISTORY}
+REQUIRED_KEYS = ("format", "format_version", "engine_version", "model", "training", "target",
+                 "covariates")
+FORMAT_NAME = "q2-aam-model"
+SAFE_DTYPES = {"F32", "F16", "BF16", "F64", "I64"}
+
+
+@dataclass
+class ModelBundle:
+    """A trained model plus everything needed to use it on new data."""
+    model_config: ModelConfig
+    train_config: TrainConfig
+    state_dict: dict                       # name -> tensor
+    target: dict = field(default_factory=dict)      # name, transform, shift, scale, classes
+    covariates: dict = field(default_factory=dict)  # column -> ordered levels (code = i + 1)
+    history: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)       # data summary, split, seeds
+
+    @property
+    def task(self) -> str:
+        return self.model_config.task
+
+    def build_model(self):
+        from ..models import AAM
+        model = AAM(ModelConfig.from_dict(self.model_config.to_dict()))
+        check_state_dict(model, self.state_dict)
+        model.load_state_dict(self.state_dict)
+        return model.eval()
+
+    def config_json(self) -> dict:
+        return {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "engine_version": __version__, "task": self.task,
+                "model": self.model_config.to_dict(), "training": self.train_config.to_dict(),
+                "target": self.target, "covariates": self.covariates,
+                "history": self.history, "extra": self.extra}
+
+
+def check_state_dict(model, state_dict):
+    """Names, shapes and dtypes of loaded tensors must be exactly what the config builds."""
+    import torch
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"Model weights do not match the model configuration: missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]}.")
+    for k, v in state_dict.items():
+        if tuple(v.shape) != tuple(expected[k].shape):
+            raise ValueError(f"Weight {k!r} has shape {tuple(v.shape)}, the configuration needs "
+                             f"{tuple(expected[k].shape)}.")
+        if not (v.is_floating_point() or v.dtype == torch.int64):
+            raise ValueError(f"Weight {k!r} has unsupported dtype {v.dtype}.")
+        if v.is_floating_point() and not torch.isfinite(v).all():
+            raise ValueError(f"Weight {k!r} contains NaN or infinite values; the model is broken.")
+
+
+def _atomic_dir(target: Path):
+    """Context: write into a temporary sibling directory, then swap it into place."""
+    class _Ctx:
+        def __enter__(self):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+            return self.tmp
+
+        def __exit__(self, exc_type, exc, tb):
+            if exc_type is not None:
+                shutil.rmtree(self.tmp, ignore_errors=True)
+                return False
+            old = None
+            if target.exists():
+                old = target.with_name(f".{target.name}.old.{os.getpid()}")
+                os.replace(target, old)
+            os.replace(self.tmp, target)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            return False
+    return _Ctx()
+
+
+def history_tsv(history: list[dict]) -> str:
+    keys = []
+    for rec in history:
+        keys += [k for k in rec if k not in keys]
+    lines = ["\t".join(keys)]
+    for rec in history:
+        lines.append("\t".join("" if rec.get(k) is None else f"{rec[k]:.6g}"
+                               if isinstance(rec.get(k), float) else str(rec.get(k, ""))
+                               for k in keys))
+    return "\n".join(lines) + "\n"
+
+
+def write_model_dir(bundle: ModelBundle, path) -> Path:
+    """Write atomically: a crash never leaves a half-written model at ``path``."""
+    from safetensors.torch import save_file
+    path = Path(path)
+    with _atomic_dir(path) as tmp:
+        tensors = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT_NAME})
+        (tmp / CONFIG).write_text(json.dumps(bundle.config_json(), indent=1, default=float))
+        (tmp / HISTORY).write_text(history_tsv(bundle.history))
+    return path
+
+
+def read_safetensors_header(path) -> dict:
+    """The JSON header of a safetensors file, read without torch and without executing data."""
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) < 8:
+            raise ValueError(f"{path.name} is not a safetensors file (too short)")
+        (n,) = struct.unpack("<Q", raw)
+        if n <= 0 or n > min(size - 8, 100_000_000):
+            raise ValueError(f"{path.name} is not a safetensors file (bad header length)")
+        try:
+            header = json.loads(f.read(n))
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{path.name} is not a safetensors file ({e})") from None
+    end = 0
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        if not isinstance(info, dict) or info.get("dtype") not in SAFE_DTYPES:
+            raise ValueError(f"{path.name}: tensor {name!r} has unsupported dtype "
+                             f"{info.get('dtype') if isinstance(info, dict) else info!r}")
+        lo, hi = info["data_offsets"]
+        end = max(end, hi)
+    if 8 + n + end > size:
+        raise ValueError(f"{path.name} is truncated ({size} bytes, header needs {8 + n + end})")
+    return header
+
+
+def _check_version(v: str):
+    try:
+        major, minor = (int(x) for x in str(v).split("."))
+    except ValueError:
+        raise ValueError(f"model format version {v!r} is not MAJOR.MINOR") from None
+    my_major, my_minor = (int(x) for x in FORMAT_VERSION.split("."))
+    if major != my_major or minor > my_minor:
+        raise ValueError(f"This model was written in format {v}; this engine "
+                         f"({__version__}) reads {my_major}.0 to {FORMAT_VERSION}. Upgrade q2-aam.")
+
+
+def validate_model_dir(path, level: str = "max") -> dict:
+    """Check a model directory without torch; returns the parsed config.  ``level='min'`` only
+    checks the files and JSON keys; 'max' also reads the safetensors header and checks the
+    tensor names and shapes that the configuration fixes."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{path} is not a model directory")
+    names = {p.name for p in path.iterdir()}
+    strange = sorted(names - ALLOWED_FILES)
+    if strange:
+        raise ValueError(f"Unexpected file(s) in the model directory: {strange}. A model holds "
+                         f"only {sorted(ALLOWED_FILES)}; nothing else is ever loaded (and no "
+                         "pickle is ever accepted).")
+    for req in (CONFIG, WEIGHTS):
+        if req not in names:
+            raise ValueError(f"The model directory has no {req}")
+    try:
+        cfg = json.loads((path / CONFIG).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{CONFIG} is not valid JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{CONFIG} must hold a JSON object")
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
+    if missing:
+        raise ValueError(f"{CONFIG} lacks required keys {missing}")
+    if cfg["format"] != FORMAT_NAME:
+        raise ValueError(f"{CONFIG} is not a q2-aam model (format {cfg['format']!r})")
+    _check_version(cfg["format_version"])
+    mcfg = ModelConfig.from_dict(cfg["model"])
+    TrainConfig.from_dict(cfg["training"])
+    if mcfg.task == "classification":
+        classes = cfg["target"].get("classes") or []
+        if len(classes) != mcfg.n_outputs:
+            raise ValueError(f"classifier has {mcfg.n_outputs} outputs but {len(classes)} class "
+                             "labels in config.json")
+    if level == "min":
+        return cfg
+    header = read_safetensors_header(path / WEIGHTS)
+    D = mcfg.embedding_dim
+    fixed = {"asv.tok.weight": [8, D], "asv.pos.weight": [mcfg.max_bp + 1, D],
+             "sample.rank.weight": [mcfg.token_limit, D]}
+    if mcfg.task != "encoder":
+        fixed["head.3.weight"] = [mcfg.n_outputs, D]
+    for name, shape in fixed.items():
+        if name not in header:
+            raise ValueError(f"{WEIGHTS} lacks tensor {name!r}")
+        if list(header[name]["shape"]) != shape:
+            raise ValueError(f"{WEIGHTS}: tensor {name!r} has shape {header[name]['shape']}, "
+                             f"config.json implies {shape}")
+    return cfg
+
+
+def read_model_dir(path) -> ModelBundle:
+    from safetensors.torch import load_file
+    path = Path(path)
+    cfg = validate_model_dir(path, "max")
+    state = load_file(str(path / WEIGHTS))
+    bundle = ModelBundle(ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["training"]),
+                         state, cfg["target"], cfg["covariates"], cfg.get("history", []),
+                         cfg.get("extra", {}))
+    from ..models import AAM
+    check_state_dict(AAM(bundle.model_config), state)
+    return bundle

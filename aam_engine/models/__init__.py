@@ -1,0 +1,3 @@
+from .aam import AAM, ASVEncoder, SampleEncoder
+
+__all__ = ["AAM", "ASVEncoder", "SampleEncoder"]

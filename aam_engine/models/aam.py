@@ -1,0 +1,176 @@
+"""The AAM model, top to bottom.
+
+    tokens of the batch's UNIQUE ASVs [U, L]
+      -> ASVEncoder: nucleotide transformer, attention pooling -> one vector per ASV [U, D]
+      -> scatter to [B, S, D] by slot_index (or read from a per-feature cache when frozen)
+      -> SampleEncoder: + abundance, + slot rank, [SAMPLE] token, transformer across ASVs
+      -> sample vector [B, D]
+           -> embedding (UniFrac space: Euclidean distances ~ UniFrac)
+           -> target head (regression / classification, categorical covariates fused)
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import ModelConfig
+from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE
+from .layers import AttentionPool, transformer_stack
+
+
+class ASVEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D = cfg.embedding_dim
+        self.tok = nn.Embedding(VOCAB_SIZE, D, padding_idx=PAD)
+        self.pos = nn.Embedding(cfg.max_bp + 1, D)
+        self.blocks = transformer_stack(cfg)
+        self.norm = nn.LayerNorm(D)
+        self.pool = AttentionPool(D)
+        self.nuc_head = nn.Linear(D, NUC_CLASSES)
+
+    def forward(self, tokens):
+        """tokens [N, L] -> (ASV vectors [N, D], per-nucleotide states [N, L, D])."""
+        mask = tokens != PAD                       # START is never PAD: no empty row
+        x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
+        for blk in self.blocks:
+            x = blk(x, mask)
+        x = self.norm(x)
+        vec, _ = self.pool(x, mask)
+        return vec, x
+
+
+class SampleEncoder(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D = cfg.embedding_dim
+        self.abundance = nn.Linear(2, D)           # log1p(count), relative abundance
+        self.rank = nn.Embedding(cfg.token_limit, D)
+        self.sample_token = nn.Parameter(torch.zeros(1, 1, D))
+        self.blocks = transformer_stack(cfg)
+        self.norm = nn.LayerNorm(D)
+        self.pool = AttentionPool(D)
+
+    def forward(self, asv_vecs, counts, mask):
+        """asv_vecs [B, S, D], counts [B, S], mask [B, S] ->
+        (ASV states [B, S, D], sample vector [B, D], pooling weights over ASVs [B, S])."""
+        B, S, _ = asv_vecs.shape
+        counts = counts.float()
+        rel = counts / counts.sum(1, keepdim=True).clamp_min(1e-6)
+        feats = torch.stack([torch.log1p(counts), rel], -1).to(asv_vecs.dtype)
+        x = asv_vecs + self.abundance(feats) + self.rank(torch.arange(S, device=asv_vecs.device))
+        x = torch.cat([self.sample_token.expand(B, 1, -1).to(x.dtype), x], 1)
+        m = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=mask.device), mask], 1)
+        for blk in self.blocks:
+            x = blk(x, m)
+        x = self.norm(x)
+        vec, w = self.pool(x, m)
+        return x[:, 1:], vec, w[:, 1:]
+
+
+class AAM(nn.Module):
+    """Encoder (task='encoder') or predictor (task='regression' / 'classification')."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        D = cfg.embedding_dim
+        self.asv = ASVEncoder(cfg)
+        self.sample = SampleEncoder(cfg)
+        self.embed = nn.Linear(D, cfg.embedding_out or D)
+        self.count_head = nn.Linear(D, 1) if cfg.count_head else None
+        if cfg.task != "encoder":
+            self.covariates = nn.ModuleList(nn.Embedding(n + 1, D) for n in cfg.covariate_sizes)
+            k = len(cfg.covariate_sizes)
+            self.fuse = (nn.Linear(D * (1 + k), D) if cfg.covariate_fusion == "concat" and k
+                         else nn.Identity())
+            self.head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, D), nn.GELU(),
+                                      nn.Linear(D, cfg.n_outputs))
+            self.out_scale = nn.Parameter(torch.ones(1))
+
+    # -------------------------------------------------------------- pieces
+    def base_modules(self):
+        """What `freeze_base` freezes: everything but the target head."""
+        return [self.asv, self.sample, self.embed] + ([self.count_head] if self.count_head else [])
+
+    @torch.no_grad()
+    def asv_vectors(self, tokens, chunk: int = 1024):
+        """ASV vectors for many ASVs (eval mode, chunked): the per-feature cache."""
+        was = self.asv.training
+        self.asv.eval()
+        out = torch.cat([self.asv(tokens[i:i + chunk])[0] for i in range(0, len(tokens), chunk)])
+        self.asv.train(was)
+        return out
+
+    def head_input(self, sample_vec, covariates=None):
+        if self.cfg.task == "encoder":
+            raise RuntimeError("an encoder has no target head")
+        if not len(self.covariates):
+            return sample_vec
+        if covariates is None:
+            covariates = torch.zeros(sample_vec.shape[0], len(self.covariates), dtype=torch.long,
+                                     device=sample_vec.device)
+        embs = [emb(covariates[:, i]) for i, emb in enumerate(self.covariates)]
+        if self.cfg.covariate_fusion == "add":
+            return sample_vec + sum(embs)
+        return self.fuse(torch.cat([sample_vec] + embs, -1))
+
+    def output(self, raw):
+        raw = raw * self.out_scale
+        if self.cfg.task == "classification":
+            return raw
+        act = self.cfg.output_activation
+        raw = raw.squeeze(-1)
+        if act == "softplus":
+            return F.softplus(raw)
+        if act == "exp":
+            return torch.exp(raw.clamp(max=30))
+        if act == "bounded":
+            return torch.sigmoid(raw)
+        return raw
+
+    # -------------------------------------------------------------- forward
+    def forward(self, tokens, slot_index, counts, mask, unique_features=None, covariates=None,
+                nuc_targets=None, asv_cache=None, dedup: bool = True, **_):
+        """Batch tensors (see data.Batch) -> dict with 'embedding', 'sample_vec',
+        'pool_weights', and when relevant 'nuc_logits'/'nuc_targets', 'count_logits',
+        'prediction' (normalised regression value or class logits)."""
+        out = {}
+        if asv_cache is not None:
+            slot_vecs = asv_cache[unique_features][slot_index]
+        elif dedup:
+            vecs, states = self.asv(tokens)
+            slot_vecs = vecs[slot_index]
+            if nuc_targets is not None:
+                out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), nuc_targets
+        else:
+            # the seed's path: every [sample, slot] through the nucleotide encoder, duplicates
+            # and padded slots included.  Kept for equivalence tests and benchmarks.
+            B, S = slot_index.shape
+            slot_tokens = tokens[slot_index].reshape(B * S, -1)
+            vecs, states = self.asv(slot_tokens)
+            slot_vecs = vecs.view(B, S, -1)
+            if nuc_targets is not None:
+                t = nuc_targets[slot_index].reshape(B * S, -1)
+                t = torch.where(mask.reshape(B * S, 1), t, torch.full_like(t, -100))
+                out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
+        asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask)
+        out.update(sample_vec=sample_vec, pool_weights=weights, embedding=self.embed(sample_vec))
+        if self.count_head is not None:
+            out["count_logits"] = self.count_head(asv_states).squeeze(-1)
+        if self.cfg.task != "encoder":
+            out["prediction"] = self.output(self.head(self.head_input(sample_vec, covariates)))
+        return out
+
+    def load_encoder_from(self, other: "AAM"):
+        """Copy the encoder weights of a pretrained model (sizes must agree)."""
+        mine, theirs = self.state_dict(), other.state_dict()
+        keys = [k for k in theirs if k.startswith(("asv.", "sample.", "embed."))]
+        bad = [k for k in keys if k not in mine or mine[k].shape != theirs[k].shape]
+        if bad:
+            raise ValueError(f"The pretrained encoder does not match this model's sizes "
+                             f"(first: {bad[0]}); use the same embedding_dim, attention_heads, "
+                             "attention_layers, max_bp and token_limit as the pretrained model.")
+        self.load_state_dict({k: theirs[k] for k in keys}, strict=False)

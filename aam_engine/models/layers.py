@@ -1,0 +1,56 @@
+"""Building blocks: a pre-norm transformer block on scaled_dot_product_attention, and
+attention pooling.  Masks are boolean, True = a real position."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.dropout = heads, dropout
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x, mask):
+        B, L, D = x.shape
+        q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        # [B, 1, 1, L]: every query may look at every real key.  Callers guarantee at least one
+        # real key per row (a START / sample token), so softmax never sees an all -inf row.
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :],
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out(y.transpose(1, 2).reshape(B, L, D))
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, dim: int, heads: int, ratio: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.ln1, self.ln2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.attn = SelfAttention(dim, heads, dropout)
+        self.ff = nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x, mask):
+        x = x + self.drop(self.attn(self.ln1(x), mask))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class AttentionPool(nn.Module):
+    """Masked softmax-weighted mean of positions -> one vector; also returns the weights."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.score = nn.Linear(dim, 1)
+
+    def forward(self, x, mask):
+        s = self.score(x).squeeze(-1).float().masked_fill(~mask, float("-inf"))
+        w = torch.softmax(s, dim=-1)
+        return torch.einsum("bl,bld->bd", w.to(x.dtype), x), w
+
+
+def transformer_stack(cfg) -> nn.ModuleList:
+    return nn.ModuleList(TransformerBlock(cfg.embedding_dim, cfg.attention_heads,
+                                          cfg.intermediate_ratio, cfg.dropout)
+                         for _ in range(cfg.attention_layers))

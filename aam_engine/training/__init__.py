@@ -1,0 +1,3 @@
+from .trainer import TaskData, Trainer
+
+__all__ = ["TaskData", "Trainer"]

@@ -1,0 +1,60 @@
+"""Objectives.  All computed in float32 whatever the autocast precision."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def pairwise_distances(emb):
+    """Euclidean distances between rows; sqrt clamped so the diagonal has a finite gradient."""
+    emb = emb.float()
+    d2 = ((emb[:, None, :] - emb[None, :, :]) ** 2).sum(-1)
+    return torch.sqrt(d2.clamp_min(1e-12))
+
+
+def pairwise_loss(emb, target):
+    """MSE between embedding distances and UniFrac over the off-diagonal pairs (i < j).
+
+    No squashing, no clipping, any batch size >= 2 (a single sample has no pair: loss 0)."""
+    n = emb.shape[0]
+    if n < 2:
+        return emb.float().sum() * 0.0
+    i, j = torch.triu_indices(n, n, 1, device=emb.device)
+    return F.mse_loss(pairwise_distances(emb)[i, j], target.float()[i, j])
+
+
+def nucleotide_loss(logits, targets):
+    """Cross-entropy on masked positions only (targets -100 elsewhere)."""
+    targets = targets.reshape(-1)
+    if not (targets != -100).any():
+        return logits.float().sum() * 0.0
+    return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets, ignore_index=-100)
+
+
+def nucleotide_accuracy(logits, targets):
+    sel = targets != -100
+    if not sel.any():
+        return float("nan")
+    return (logits.argmax(-1)[sel] == targets[sel]).float().mean().item()
+
+
+def regression_loss(pred, target, kind: str = "mse"):
+    pred, target = pred.float(), target.float()
+    return F.huber_loss(pred, target) if kind == "huber" else F.mse_loss(pred, target)
+
+
+def classification_loss(logits, labels, weight=None, kind: str = "cross_entropy", gamma=2.0):
+    logits = logits.float()
+    if kind == "focal":
+        logp = F.log_softmax(logits, -1).gather(1, labels[:, None]).squeeze(1)
+        w = 1.0 if weight is None else weight[labels]
+        return (-(1 - logp.exp()) ** gamma * logp * w).mean()
+    return F.cross_entropy(logits, labels, weight=weight)
+
+
+def count_loss(count_logits, counts, mask):
+    """MSE between predicted (softmax over real slots) and true relative abundances."""
+    logits = count_logits.float().masked_fill(~mask, float("-inf"))
+    pred = torch.softmax(logits, -1)
+    rel = counts.float() / counts.float().sum(-1, keepdim=True).clamp_min(1e-6)
+    return ((pred - rel) ** 2)[mask].mean()

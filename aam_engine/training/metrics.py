@@ -1,0 +1,39 @@
+"""Plain-numpy metrics (the engine does not depend on scikit-learn)."""
+from __future__ import annotations
+
+import numpy as np
+
+
+def r2_score(y, p) -> float:
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    ss = ((y - y.mean()) ** 2).sum()
+    return float(1 - ((y - p) ** 2).sum() / ss) if ss > 0 else float("nan")
+
+
+def mae(y, p) -> float:
+    return float(np.mean(np.abs(np.asarray(y, float) - np.asarray(p, float))))
+
+
+def accuracy(y, p) -> float:
+    return float(np.mean(np.asarray(y) == np.asarray(p)))
+
+
+def macro_f1(y, p, n_classes: int | None = None) -> float:
+    y, p = np.asarray(y), np.asarray(p)
+    classes = range(n_classes) if n_classes else np.unique(np.concatenate([y, p]))
+    f1s = []
+    for c in classes:
+        tp = np.sum((p == c) & (y == c))
+        fp, fn = np.sum((p == c) & (y != c)), np.sum((p != c) & (y == c))
+        if tp + fp + fn == 0:
+            continue
+        f1s.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(f1s)) if f1s else float("nan")
+
+
+def distance_r2(emb, dist) -> float:
+    """R² of embedding Euclidean distances against target distances over pairs i < j."""
+    emb = np.asarray(emb, float)
+    d = np.sqrt(((emb[:, None] - emb[None]) ** 2).sum(-1))
+    i, j = np.triu_indices(len(emb), 1)
+    return r2_score(np.asarray(dist)[i, j], d[i, j]) if len(i) else float("nan")

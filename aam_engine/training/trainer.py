@@ -1,0 +1,395 @@
+"""The training loop: mixed precision, optional torch.compile, gradient accumulation, clipping,
+schedulers, early stopping, a NaN/Inf guard, best + last checkpoints and exact resume, and the
+distributed path (DDP; pairwise UniFrac loss over the GLOBAL batch)."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..config import TrainConfig
+from ..data.batching import Batch, BatchBuilder
+from . import losses as L
+from .distributed import gather_with_grad, world_info
+from .metrics import accuracy, distance_r2, macro_f1, mae, r2_score
+from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
+from .schedulers import make_optimizer, make_scheduler
+
+
+@dataclass
+class TaskData:
+    """What the trainer trains on.  ``builder`` covers the whole table; rows index it."""
+    builder: BatchBuilder
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    task: str                          # encoder | regression | classification
+    class_weights: np.ndarray | None = None
+    decode: object = None              # normalised prediction -> original units (regression)
+
+
+def atomic_torch_save(obj, path: Path):
+    tmp = Path(str(path) + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, model, data: TaskData, cfg: TrainConfig, checkpoint_dir=None,
+                 log_dir=None):
+        cfg.validate()
+        self.cfg, self.data, self.model = cfg, data, model
+        self.rank, self.world, self.local_rank = world_info()
+        dev = cfg.device
+        if self.world > 1 and dev in ("auto", "cuda") and torch.cuda.is_available():
+            dev = f"cuda:{self.local_rank}"
+        self.device = resolve_device(dev)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.model.to(self.device)
+        mcfg = model.cfg
+        self.frozen = bool(mcfg.freeze_base)
+        self.use_pair = cfg.penalty > 0 and data.builder.distances is not None
+        self.use_nuc = cfg.nuc_penalty > 0 and cfg.mask_ratio > 0 and not self.frozen
+        self.use_count = cfg.count_penalty > 0 and model.count_head is not None
+        self.use_target = data.task != "encoder"
+        if not (self.use_pair or self.use_nuc or self.use_target or self.use_count):
+            raise ValueError("Nothing to train: give a distance matrix / phylogeny (penalty > 0), "
+                             "targets, or a masked-nucleotide objective (nuc_penalty > 0).")
+        self.asv_cache = None
+        if self.frozen:
+            for m in model.base_modules():
+                m.requires_grad_(False)
+                m.eval()
+            tokens = torch.as_tensor(data.builder.feature_tokens, device=self.device)
+            self.asv_cache = model.asv_vectors(tokens)
+        self.class_weights = (None if data.class_weights is None else
+                              torch.as_tensor(data.class_weights, dtype=torch.float32,
+                                              device=self.device))
+        wrapped = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel as DDP
+            wrapped = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                          else None, find_unused_parameters=True)
+        self.forward = maybe_compile(wrapped, cfg.compile)
+        self.eager = wrapped
+        self.opt = make_optimizer(model.parameters(), cfg)
+        n_train = len(data.train_rows)
+        self.global_batch = cfg.batch_size * self.world
+        self.steps_per_epoch = max(1, len(self._batch_slices(n_train)))
+        total = cfg.epochs * math.ceil(self.steps_per_epoch / cfg.gradient_accumulation_steps)
+        self.sched = make_scheduler(self.opt, cfg, total, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.writer = None
+        if log_dir and self.rank == 0:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.writer = SummaryWriter(str(log_dir))
+            except Exception as e:  # tensorboard is optional
+                warnings.warn(f"TensorBoard logging is off ({e}); pip install tensorboard")
+        self.state = dict(epoch=0, step=0, best=float("inf"), bad_epochs=0, nan_steps=0,
+                          skipped_steps=0, history=[])
+        self.best_state = None
+
+    # ------------------------------------------------------------------ batches
+    def _batch_slices(self, n):
+        """Global batches over n training rows: drop a remainder too small to share out."""
+        B = self.global_batch
+        starts = list(range(0, n, B))
+        min_last = max(self.world, 2 if self.use_pair else 1)
+        if self.world > 1:
+            starts = [s for s in starts if s + B <= n] or [0]
+        elif starts and n - starts[-1] < min_last and len(starts) > 1:
+            starts = starts[:-1]
+        return [(s, min(s + B, n)) for s in starts]
+
+    def _to_device(self, batch: Batch):
+        t = batch.to_torch(self.device)
+        if self.data.task == "classification" and "targets" in t:
+            t["targets"] = t["targets"].long()
+        return t
+
+    def _local(self, batch: Batch) -> Batch:
+        """This rank's contiguous share of a global batch (same masks as the global one)."""
+        if self.world == 1:
+            return batch
+        b = batch.size // self.world
+        lo, hi = self.rank * b, (self.rank + 1) * b
+        slot = batch.slot_index[lo:hi]
+        used = np.unique(slot[batch.mask[lo:hi]])
+        remap = np.zeros(len(batch.unique_features), dtype=np.int64)
+        remap[used] = np.arange(len(used))
+        pick = lambda a: None if a is None else a[lo:hi]
+        return Batch(sample_index=batch.sample_index[lo:hi],
+                     unique_features=batch.unique_features[used], tokens=batch.tokens[used],
+                     slot_index=np.where(batch.mask[lo:hi], remap[slot], 0),
+                     counts=batch.counts[lo:hi], mask=batch.mask[lo:hi],
+                     distances=batch.distances, targets=pick(batch.targets),
+                     covariates=pick(batch.covariates),
+                     nuc_targets=None if batch.nuc_targets is None else batch.nuc_targets[used])
+
+    # ------------------------------------------------------------------ losses
+    def _losses(self, out, t):
+        parts = {}
+        if self.use_pair:
+            emb = out["embedding"]
+            if self.world > 1:
+                emb = gather_with_grad(emb)
+            parts["pair"] = L.pairwise_loss(emb, t["distances"])
+        if self.use_nuc and "nuc_logits" in out:
+            parts["nuc"] = L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
+        if self.use_count:
+            parts["count"] = L.count_loss(out["count_logits"], t["counts"], t["mask"])
+        if self.use_target:
+            if self.data.task == "regression":
+                parts["target"] = L.regression_loss(out["prediction"], t["targets"],
+                                                    self.cfg.regression_loss)
+            else:
+                parts["target"] = L.classification_loss(out["prediction"], t["targets"],
+                                                        self.class_weights,
+                                                        self.cfg.classification_loss)
+        w = dict(pair=self.cfg.penalty, nuc=self.cfg.nuc_penalty, count=self.cfg.count_penalty,
+                 target=self.cfg.target_penalty)
+        total = sum(w[k] * v for k, v in parts.items())
+        return total, parts
+
+    def _run(self, t, train: bool):
+        fwd = self.forward if train else self.model
+        with autocast(self.device, self.precision):
+            try:
+                out = fwd(**t, asv_cache=self.asv_cache)
+            except Exception as e:
+                if fwd is self.eager or fwd is self.model or not self.cfg.compile:
+                    raise
+                warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running eagerly.")
+                self.forward = fwd = self.eager
+                out = fwd(**t, asv_cache=self.asv_cache)
+        total, parts = self._losses(out, t)
+        return out, total, parts
+
+    # ------------------------------------------------------------------ epochs
+    def train_epoch(self, epoch: int, bar=None):
+        cfg, b = self.cfg, self.data.builder
+        self.model.train()
+        if self.frozen:
+            for m in self.model.base_modules():
+                m.eval()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        rows = self.data.train_rows[rng.permutation(len(self.data.train_rows))]
+        sums, n_seen, nuc_acc = {}, 0, []
+        accum = cfg.gradient_accumulation_steps
+        slices = self._batch_slices(len(rows))
+        self.opt.zero_grad(set_to_none=True)
+        for i, (lo, hi) in enumerate(slices):
+            gbatch = b.build(rows[lo:hi], rng, mask=self.use_nuc)
+            t = self._to_device(self._local(gbatch))
+            out, total, parts = self._run(t, train=True)
+            finite = torch.isfinite(total.detach())
+            if self.world > 1:   # every rank must agree to skip
+                f = finite.float().to(self.device)
+                dist.all_reduce(f, op=dist.ReduceOp.MIN)
+                finite = f > 0
+            if not bool(finite):
+                self._skip(f"loss is {total.item()}")
+                continue
+            self.scaler.scale(total / accum).backward()
+            if (i + 1) % accum == 0 or i + 1 == len(slices):
+                self.scaler.unscale_(self.opt)
+                norm = torch.nn.utils.clip_grad_norm_(
+                    [p for p in self.model.parameters() if p.requires_grad],
+                    cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+                if not torch.isfinite(norm) and self.precision != "fp16":
+                    self.opt.zero_grad(set_to_none=True)
+                    self._skip(f"gradient norm is {norm.item()}")
+                    continue
+                self.scaler.step(self.opt)
+                self.scaler.update()
+                self.opt.zero_grad(set_to_none=True)
+                if not isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                    self.sched.step()
+                self.state["step"] += 1
+            self.state["nan_steps"] = 0
+            n = hi - lo
+            n_seen += n
+            for k, v in [("loss", total)] + list(parts.items()):
+                sums[k] = sums.get(k, 0.0) + float(v.detach()) * n
+            if "nuc_logits" in out:
+                nuc_acc.append(L.nucleotide_accuracy(out["nuc_logits"].detach(), out["nuc_targets"]))
+            if bar is not None:
+                bar.update(n)
+                bar.set_postfix(self._postfix(sums, n_seen, nuc_acc), refresh=False)
+        res = {f"train_{k}": v / max(1, n_seen) for k, v in sums.items()}
+        if nuc_acc:
+            res["train_nuc_accuracy"] = float(np.nanmean(nuc_acc))
+        return res
+
+    def _postfix(self, sums, n, nuc_acc):
+        p = {"TL": f"{sums.get('loss', 0) / max(1, n):.4f}",
+             "LR": f"{self.opt.param_groups[0]['lr']:.2e}"}
+        if "pair" in sums:
+            p["UL"] = f"{sums['pair'] / n:.4f}"
+        if "nuc" in sums:
+            p["NL"] = f"{sums['nuc'] / n:.4f}"
+            p["NA%"] = f"{100 * np.nanmean(nuc_acc):.1f}"
+        if "target" in sums:
+            p["RL" if self.data.task == "regression" else "CL"] = f"{sums['target'] / n:.4f}"
+        return p
+
+    def _skip(self, why: str):
+        self.state["nan_steps"] += 1
+        self.state["skipped_steps"] += 1
+        warnings.warn(f"skipping a training step: {why} "
+                      f"({self.state['nan_steps']} in a row)")
+        if self.state["nan_steps"] >= self.cfg.max_nan_steps:
+            raise FloatingPointError(
+                f"Training diverged: {self.state['nan_steps']} consecutive steps had a non-finite "
+                f"loss or gradient ({why}). Lower the learning rate (now {self.cfg.learning_rate}), "
+                "use precision 'fp32', or check the inputs for extreme values.")
+
+    @torch.no_grad()
+    def evaluate(self, rows, epoch: int = 0) -> dict:
+        """Losses and task metrics on ``rows`` (the whole set at once for distances)."""
+        if len(rows) == 0:
+            return {}
+        self.model.eval()
+        b, cfg = self.data.builder, self.cfg
+        rng = np.random.default_rng([cfg.seed, 1_000_003])  # same masks every epoch
+        sums, n_seen, embs, preds, targets = {}, 0, [], [], []
+        for batch in b.batches(rows, max(2, cfg.batch_size), rng, mask=self.use_nuc):
+            t = self._to_device(batch)
+            with autocast(self.device, self.precision):
+                out = self.model(**t, asv_cache=self.asv_cache)
+            embs.append(out["embedding"].float().cpu().numpy())
+            if self.use_target:
+                preds.append(out["prediction"].float().cpu().numpy())
+                targets.append(batch.targets)
+            _, parts = self._losses_eval(out, t)
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + float(v) * batch.size
+            n_seen += batch.size
+        res = {f"val_{k}": v / n_seen for k, v in sums.items()}
+        emb = np.concatenate(embs)
+        if self.use_pair:
+            D = b.distances[np.ix_(rows, rows)]
+            i, j = np.triu_indices(len(rows), 1)
+            d = np.sqrt(((emb[:, None] - emb[None]) ** 2).sum(-1))
+            res["val_pair"] = float(np.mean((d[i, j] - D[i, j]) ** 2)) if len(i) else 0.0
+            res["val_unifrac_r2"] = distance_r2(emb, D)
+        if self.use_target:
+            p, y = np.concatenate(preds), np.concatenate(targets)
+            if self.data.task == "regression":
+                dec = self.data.decode or (lambda v: v)
+                res["val_mae"], res["val_r2"] = mae(dec(y), dec(p)), r2_score(dec(y), dec(p))
+            else:
+                k = p.shape[1]
+                res["val_accuracy"] = accuracy(y, p.argmax(1))
+                res["val_f1"] = macro_f1(y, p.argmax(1), k)
+        w = dict(pair=cfg.penalty, nuc=cfg.nuc_penalty, count=cfg.count_penalty,
+                 target=cfg.target_penalty)
+        res["val_loss"] = sum(w[k[4:]] * v for k, v in res.items()
+                              if k[4:] in w and not k.endswith("accuracy"))
+        return res
+
+    def _losses_eval(self, out, t):
+        saved, self.world = self.world, 1   # per-batch, no gathering in evaluation
+        try:
+            total, parts = self._losses(out, t)
+        finally:
+            self.world = saved
+        parts.pop("pair", None)             # pairwise is scored over the whole set instead
+        return total, parts
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint(self):
+        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
+                "state": self.state, "best_state": self.best_state,
+                "torch_rng": torch.get_rng_state(),
+                "cuda_rng": (torch.cuda.get_rng_state(self.device)
+                             if self.device.type == "cuda" else torch.empty(0))}
+
+    def save_checkpoint(self):
+        if self.ckpt_dir is None or self.rank != 0:
+            return
+        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(self._checkpoint(), self.ckpt_dir / "last.pt")
+
+    def try_resume(self) -> bool:
+        path = self.ckpt_dir / "last.pt" if self.ckpt_dir else None
+        if path is None or not path.exists():
+            return False
+        # weights_only: a checkpoint is tensors and plain containers, never arbitrary objects
+        ck = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(ck["model"])
+        self.opt.load_state_dict(ck["optimizer"])
+        self.sched.load_state_dict(ck["scheduler"])
+        self.scaler.load_state_dict(ck["scaler"])
+        self.state = ck["state"]
+        self.best_state = ck["best_state"]
+        torch.set_rng_state(ck["torch_rng"].cpu())
+        if self.device.type == "cuda" and ck["cuda_rng"].numel():
+            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), self.device)
+        return True
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, resume: bool = True) -> list[dict]:
+        cfg = self.cfg
+        if not (resume and self.try_resume()):
+            torch.manual_seed(cfg.seed)
+        monitor_rows = self.data.val_rows if len(self.data.val_rows) else None
+        from tqdm.auto import tqdm
+        start = self.state["epoch"]
+        for epoch in range(start, cfg.epochs):
+            t0 = time.time()
+            bar = None
+            if cfg.progress and self.rank == 0:
+                bar = tqdm(total=len(self.data.train_rows), desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                           file=sys.stderr, leave=False, dynamic_ncols=True)
+            rec = {"epoch": epoch + 1}
+            rec.update(self.train_epoch(epoch, bar))
+            if bar is not None:
+                bar.close()
+            if monitor_rows is not None:
+                rec.update(self.evaluate(monitor_rows, epoch))
+            rec["lr"] = self.opt.param_groups[0]["lr"]
+            rec["seconds"] = time.time() - t0
+            monitor = rec.get("val_loss", rec.get("train_loss", float("nan")))
+            if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                self.sched.step(monitor)
+            improved = np.isfinite(monitor) and monitor < self.state["best"]
+            if improved or self.best_state is None:
+                self.state["best"] = float(monitor) if np.isfinite(monitor) else self.state["best"]
+                self.state["bad_epochs"] = 0
+                self.best_state = {k: v.detach().clone().cpu()
+                                   for k, v in self.model.state_dict().items()}
+                rec["best"] = 1
+            else:
+                self.state["bad_epochs"] += 1
+                rec["best"] = 0
+            self.state["history"].append(rec)
+            self.state["epoch"] = epoch + 1
+            if self.writer is not None:
+                for k, v in rec.items():
+                    self.writer.add_scalar(k, v, epoch + 1)
+            if self.rank == 0 and cfg.progress:
+                shown = {k: v for k, v in rec.items() if k != "epoch"}
+                print(f"epoch {epoch + 1}: " + " ".join(
+                    f"{k}={v:.4g}" for k, v in shown.items()), file=sys.stderr)
+            self.save_checkpoint()
+            if cfg.patience and self.state["bad_epochs"] >= cfg.patience:
+                if self.rank == 0 and cfg.progress:
+                    print(f"early stop: no improvement for {cfg.patience} epochs", file=sys.stderr)
+                break
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+        if self.writer is not None:
+            self.writer.close()
+        return self.state["history"]
