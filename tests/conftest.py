@@ -18,6 +18,20 @@ def shared_data(name: str) -> Path:
     return p
 
 
+def qza_biom(path):
+    """The biom.Table inside a FeatureTable .qza, read without qiime2 (the engine's tests
+    must run where QIIME 2 is absent, e.g. on a GPU machine)."""
+    import io
+    import zipfile
+
+    import biom
+    import h5py
+    with zipfile.ZipFile(path) as z:
+        name = next(n for n in z.namelist() if n.endswith("/data/feature-table.biom"))
+        with h5py.File(io.BytesIO(z.read(name)), "r") as f:
+            return biom.Table.from_hdf5(f)
+
+
 @pytest.fixture(scope="session")
 def example_paths(tmp_path_factory):
     from aam_engine.data.simulate import write_example_data

@@ -9,7 +9,7 @@ from aam_engine.data import (BatchBuilder, SampleTable, align_distances, check_d
                              read_distance_matrix, split_ids, tokenize)
 from aam_engine.data.tokenizer import MASK, N, PAD, START, detokenize, mask_tokens
 
-from ..conftest import shared_data
+from ..conftest import qza_biom, shared_data
 
 SEQ = "ACGTACGTACGTAC"
 
@@ -202,13 +202,7 @@ def test_unifrac_from_tree_matches_library(example):
 
 
 def test_real_ibd_dedup_ratio():
-    import qiime2
-    import warnings
-    p = shared_data("ibd-2538")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        bt = qiime2.Artifact.load(str(p / "table.qza")).view(__import__("biom").Table)
-    table = SampleTable.from_biom(bt)
+    table = SampleTable.from_biom(qza_biom(shared_data("ibd-2538") / "table.qza"))
     bb = BatchBuilder(table, token_limit=1024, max_bp=100)
     rng = np.random.default_rng(0)
     for bs in (8, 32):

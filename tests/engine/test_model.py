@@ -1,0 +1,141 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from aam_engine.config import ModelConfig, TrainConfig
+from aam_engine.data import BatchBuilder
+from aam_engine.models import AAM
+from aam_engine.training import losses as L
+
+TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60, token_limit=24,
+            dropout=0.0)
+
+
+def tiny(task="encoder", **kw):
+    torch.manual_seed(0)
+    return AAM(ModelConfig(task=task, **{**TINY, **kw}))
+
+
+def batch_tensors(example, rows=(0, 1, 2, 3), mask_ratio=0.0, **kw):
+    table, dist, _ = example
+    bb = BatchBuilder(table, TINY["token_limit"], TINY["max_bp"], distances=dist,
+                      mask_ratio=mask_ratio, **kw)
+    b = bb.build(list(rows), np.random.default_rng(0), mask=mask_ratio > 0)
+    return b, b.to_torch()
+
+
+def test_shapes_and_masks(example):
+    b, t = batch_tensors(example, mask_ratio=0.15)
+    out = tiny("regression", count_head=True)(**t)
+    B, S = b.mask.shape
+    assert out["embedding"].shape == (B, 16) and out["prediction"].shape == (B,)
+    assert out["pool_weights"].shape == (B, S) and out["count_logits"].shape == (B, S)
+    assert out["nuc_logits"].shape == (len(b.unique_features), 61, 6)
+    # padded slots get exactly zero pooling weight
+    assert (out["pool_weights"][~t["mask"]] == 0).all()
+    for v in out.values():
+        assert torch.isfinite(v.float()).all()
+
+
+def test_no_nan_with_padding_and_one_asv_samples():
+    """A sample with one ASV next to a full one (mostly padded slots), and a padded-out
+    nucleotide row: every output and gradient is finite."""
+    model = tiny("classification", n_outputs=3)
+    tokens = torch.tensor([[6, 1, 2, 3, 0, 0], [6, 0, 0, 0, 0, 0]])   # second ASV: START only
+    slot_index = torch.tensor([[0, 1, 0], [1, 0, 0]])
+    counts = torch.tensor([[5.0, 1.0, 0.0], [3.0, 0.0, 0.0]])
+    mask = counts > 0
+    out = model(tokens, slot_index, counts, mask)
+    loss = out["prediction"].sum() + L.pairwise_loss(out["embedding"], torch.zeros(2, 2))
+    loss.backward()
+    assert torch.isfinite(out["prediction"]).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_dedup_equals_naive_path(example):
+    b, t = batch_tensors(example, rows=range(8), mask_ratio=0.2)
+    assert b.dedup_ratio > 1
+    model = tiny("regression").eval()
+    a, n = model(**t, dedup=True), model(**t, dedup=False)
+    for k in ("embedding", "prediction", "pool_weights"):
+        torch.testing.assert_close(a[k], n[k], atol=1e-5, rtol=1e-5)
+    # nucleotide logits: the unique ASV's logits are exactly those of every slot holding it
+    flat_mask = t["mask"].reshape(-1)
+    per_slot = a["nuc_logits"][t["slot_index"].reshape(-1)][flat_mask]
+    torch.testing.assert_close(per_slot, n["nuc_logits"][flat_mask], atol=1e-5, rtol=1e-5)
+
+
+def test_cached_asv_vectors_equal_full_forward(example):
+    b, t = batch_tensors(example, rows=range(6))
+    model = tiny("regression").eval()
+    cache = model.asv_vectors(torch.as_tensor(BatchBuilder(example[0], 24, 60).feature_tokens))
+    torch.testing.assert_close(model(**t)["prediction"], model(**t, asv_cache=cache)["prediction"],
+                               atol=1e-5, rtol=1e-5)
+
+
+def test_pairwise_loss_hand_computed():
+    emb = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]], requires_grad=True)
+    target = torch.tensor([[0, 4.0, 1.0], [4.0, 0, 2.0], [1.0, 2.0, 0]])
+    # distances 5, 1, sqrt(18); errors 1, 0, sqrt(18) - 2
+    expect = (1 + 0 + (math.sqrt(18) - 2) ** 2) / 3
+    loss = L.pairwise_loss(emb, target)
+    assert loss.item() == pytest.approx(expect, rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(emb.grad).all()
+    assert L.pairwise_loss(emb[:1], target[:1, :1]).item() == 0.0
+
+
+def test_other_losses_hand_computed():
+    logits = torch.tensor([[[0.0, 0, 0, 0, 0, math.log(5)]]])   # p(class 5) = 5/10
+    targets = torch.tensor([[5]])
+    assert L.nucleotide_loss(logits, targets).item() == pytest.approx(math.log(2), rel=1e-6)
+    assert L.nucleotide_loss(logits, torch.tensor([[-100]])).item() == 0.0
+    assert L.regression_loss(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])).item() == 5.0
+    assert L.regression_loss(torch.tensor([3.0]), torch.tensor([0.0]), "huber").item() == 2.5
+    lg = torch.tensor([[0.0, 0.0]])
+    assert L.classification_loss(lg, torch.tensor([1])).item() == pytest.approx(math.log(2))
+    assert L.classification_loss(lg, torch.tensor([1]), kind="focal").item() == pytest.approx(
+        0.25 * math.log(2))
+    counts, mask = torch.tensor([[3.0, 1.0, 0.0]]), torch.tensor([[True, True, False]])
+    # uniform prediction 0.5/0.5 vs 0.75/0.25 -> mse 0.0625
+    assert L.count_loss(torch.zeros(1, 3), counts, mask).item() == pytest.approx(0.0625)
+
+
+def test_bf16_autocast_runs_on_cpu(example):
+    _, t = batch_tensors(example, mask_ratio=0.15)
+    model = tiny("regression")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(**t)
+    loss = L.regression_loss(out["prediction"], torch.zeros(4)) + L.nucleotide_loss(
+        out["nuc_logits"], out["nuc_targets"])
+    loss.backward()
+    assert torch.isfinite(loss)
+
+
+def test_encoder_weights_transfer():
+    enc, reg = tiny(), tiny("regression")
+    reg.load_encoder_from(enc)
+    torch.testing.assert_close(reg.asv.tok.weight, enc.asv.tok.weight)
+    with pytest.raises(ValueError, match="sizes"):
+        AAM(ModelConfig(task="regression", **{**TINY, "embedding_dim": 8})).load_encoder_from(enc)
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(embedding_dim=10, attention_heads=3), "divisible"),
+    (dict(task="classification", n_outputs=1), "2 classes"),
+    (dict(task="nope"), "task must be"),
+])
+def test_model_config_validation(bad, match):
+    with pytest.raises(ValueError, match=match):
+        ModelConfig(**{**TINY, **bad}).validate()
+
+
+def test_train_config_validation():
+    with pytest.raises(ValueError, match="precision must be one of"):
+        TrainConfig(precision="fp8").validate()
+    with pytest.raises(ValueError, match="device must be"):
+        TrainConfig(device="tpu").validate()
+    with pytest.raises(ValueError, match="unknown settings"):
+        TrainConfig.from_dict({"epochz": 3})

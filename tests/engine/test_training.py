@@ -1,0 +1,194 @@
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from aam_engine import api
+from aam_engine.config import ModelConfig, TrainConfig
+from aam_engine.data import BatchBuilder
+from aam_engine.io import read_model_dir, write_model_dir
+from aam_engine.models import AAM
+from aam_engine.training import TaskData, Trainer
+
+MC = dict(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60, token_limit=24,
+          dropout=0.0)
+
+
+def tc(**kw):
+    base = dict(epochs=2, batch_size=8, learning_rate=3e-3, warmup_steps=0, progress=False,
+                validation_fraction=0.2, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def mc(**kw):
+    return ModelConfig(**{**MC, **kw})
+
+
+def test_tiny_model_overfits_few_samples(example):
+    """Regression + UniFrac on 6 samples: the training loss falls by more than 90%."""
+    table, dist, md = example
+    sub = table.subset(table.sample_ids[:6])
+    idx = table.index_of(sub.sample_ids)
+    y = md.loc[sub.sample_ids, "age"].to_numpy(np.float32)
+    y = (y - y.mean()) / y.std()
+    bb = BatchBuilder(sub, 24, 60, distances=dist[np.ix_(idx, idx)], targets=y)
+    torch.manual_seed(0)
+    model = AAM(mc(task="regression", dropout=0.0))
+    cfg = tc(epochs=150, batch_size=6, learning_rate=3e-3, nuc_penalty=0, patience=0,
+             scheduler="constant", weight_decay=0.0)
+    hist = Trainer(model, TaskData(bb, np.arange(6), np.array([], int), "regression"), cfg).fit()
+    first, last = hist[0]["train_loss"], min(h["train_loss"] for h in hist[-5:])
+    assert last < 0.1 * first, (first, last)
+
+
+def test_same_seed_same_metrics(example):
+    table, dist, _ = example
+    runs = [api.pretrain(table, mc(), tc(), distances=(table.sample_ids, dist)).history
+            for _ in range(2)]
+    assert runs[0] == [{**h, "seconds": runs[0][i]["seconds"]} for i, h in enumerate(runs[1])]
+    other = api.pretrain(table, mc(), tc(seed=2), distances=(table.sample_ids, dist)).history
+    assert other[-1]["train_loss"] != runs[0][-1]["train_loss"]
+
+
+def _strip(hist):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in hist]
+
+
+def test_resume_matches_uninterrupted(example, tmp_path, monkeypatch):
+    table, dist, md = example
+    targets = md["age"].to_dict()
+    kw = dict(distances=(table.sample_ids, dist))
+    full = api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4), **kw)
+    ck = tmp_path / "ck"
+    real_epoch = Trainer.train_epoch
+
+    def crash_in_third_epoch(self, epoch, bar=None):
+        if epoch == 2:
+            raise KeyboardInterrupt("simulated crash")
+        return real_epoch(self, epoch, bar)
+    monkeypatch.setattr(Trainer, "train_epoch", crash_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4), checkpoint_dir=ck,
+                **kw)
+    monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
+    assert (ck / "last.pt").exists()
+    # the same command again resumes at epoch 3 from the last checkpoint
+    resumed = api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4),
+                      checkpoint_dir=ck, **kw)
+    assert _strip(resumed.history) == _strip(full.history)
+    for k, v in full.state_dict.items():
+        torch.testing.assert_close(resumed.state_dict[k], v)
+
+
+def test_save_load_roundtrip_identical_predictions(example, tmp_path):
+    table, _, md = example
+    clf = api.fit(table, md["group"].to_dict(), "classification", mc(), tc(epochs=1),
+                  covariates={"subject": md["subject"].to_dict()})
+    write_model_dir(clf, tmp_path / "m")
+    back = read_model_dir(tmp_path / "m")
+    cov = {"subject": md["subject"].to_dict()}
+    a, b = api.predict(clf, table, cov), api.predict(back, table, cov)
+    assert a[1] == b[1] and np.array_equal(a[2], b[2])
+    assert back.target["classes"] == ["gut", "oral"] and back.covariates["subject"][0] == "subject00"
+    assert (tmp_path / "m" / "history.tsv").read_text().startswith("epoch\t")
+
+
+def test_nan_guard_skips_then_stops(example):
+    table, dist, _ = example
+    bb = BatchBuilder(table, 24, 60, distances=dist)
+    model = AAM(mc())
+    trainer = Trainer(model, TaskData(bb, np.arange(16), np.array([], int), "encoder"),
+                      tc(epochs=1, max_nan_steps=3, nuc_penalty=0))
+    calls = {"n": 0}
+    orig = trainer._losses
+
+    def poisoned(out, t):   # the first batch gets a NaN loss, later ones are fine
+        total, parts = orig(out, t)
+        calls["n"] += 1
+        return (total * float("nan"), parts) if calls["n"] == 1 else (total, parts)
+    trainer._losses = poisoned
+    with pytest.warns(UserWarning, match="skipping a training step"):
+        trainer.fit()
+    assert trainer.state["skipped_steps"] == 1
+    trainer2 = Trainer(AAM(mc()), TaskData(bb, np.arange(16), np.array([], int), "encoder"),
+                       tc(epochs=1, max_nan_steps=2, nuc_penalty=0))
+    trainer2._losses = lambda out, t: (orig(out, t)[0] * float("inf"), {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(FloatingPointError, match="Lower the learning rate"):
+            trainer2.fit()
+
+
+def test_early_stopping_and_best_weights(example):
+    table, dist, _ = example
+    enc = api.pretrain(table, mc(), tc(epochs=30, patience=2, learning_rate=0.05, scheduler="constant"),
+                       distances=(table.sample_ids, dist))
+    assert len(enc.history) < 30
+    best = min(h["val_loss"] for h in enc.history)
+    assert [h["best"] for h in enc.history if h["val_loss"] == best][0] == 1
+
+
+def test_freeze_base_trains_only_head(example):
+    table, dist, md = example
+    enc = api.pretrain(table, mc(), tc(epochs=1), distances=(table.sample_ids, dist))
+    reg = api.fit(table, md["age"].to_dict(), "regression", mc(freeze_base=True),
+                  tc(epochs=2), encoder=enc)
+    for k, v in enc.state_dict.items():
+        torch.testing.assert_close(reg.state_dict[k], v)   # encoder untouched
+    assert np.isfinite(reg.history[-1]["val_mae"])
+
+
+def test_schedulers_optimizers_and_accumulation(example):
+    table, dist, _ = example
+    for sched, opt in (("cosine_restarts", "adam"), ("plateau", "sgd"), ("onecycle", "adamw")):
+        h = api.pretrain(table, mc(), tc(epochs=2, scheduler=sched, optimizer=opt,
+                                         gradient_accumulation_steps=2),
+                         distances=(table.sample_ids, dist)).history
+        assert np.isfinite(h[-1]["train_loss"])
+
+
+def test_bf16_training_on_cpu(example):
+    table, dist, _ = example
+    enc = api.pretrain(table, mc(), tc(epochs=1, precision="bf16"),
+                       distances=(table.sample_ids, dist))
+    assert enc.extra["precision"] == "bf16" and np.isfinite(enc.history[-1]["train_loss"])
+
+
+@pytest.mark.parametrize("targets,task,match", [
+    ({}, "regression", "no target value"),
+    ("one", "classification", "at least 2 classes"),
+    ("text", "regression", "numeric targets"),
+])
+def test_api_bad_targets(example, targets, task, match):
+    table = example[0]
+    if targets == "one":
+        targets = {s: "x" for s in table.sample_ids}
+    elif targets == "text":
+        targets = {s: "abc" for s in table.sample_ids}
+    with pytest.raises(ValueError, match=match):
+        api.fit(table, targets, task, mc(), tc(epochs=1))
+
+
+def test_missing_targets_ignored_when_asked(example):
+    table, _, md = example
+    targets = md["age"].to_dict()
+    for s in table.sample_ids[:5]:
+        del targets[s]
+    reg = api.fit(table, targets, "regression", mc(), tc(epochs=1), missing_samples="ignore")
+    assert reg.extra["n_samples"] == table.n_samples - 5
+
+
+def test_encoder_cannot_predict(example):
+    table, dist, _ = example
+    enc = api.pretrain(table, mc(), tc(epochs=1), distances=(table.sample_ids, dist))
+    with pytest.raises(ValueError, match="encoder.*no prediction head"):
+        api.predict(enc, table)
+
+
+def test_cuda_request_without_gpu_is_clear():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    from aam_engine.training.runtime import resolve_device
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        resolve_device("cuda")
