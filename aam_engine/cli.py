@@ -1,0 +1,207 @@
+"""`aam-engine` / `python -m aam_engine`: the engine on plain files, for cluster jobs.
+
+    aam-engine simulate --output example/
+    aam-engine pretrain --table t.biom [--sequences s.fasta] (--tree t.nwk | --distances d.tsv) --output enc/
+    aam-engine train    --table t.biom --metadata m.tsv --target age --task regression [--encoder enc/] --output reg/
+    aam-engine predict  --model reg/ --table t.biom --output predictions.tsv
+    aam-engine embed    --model enc/ --table t.biom --output embeddings.tsv
+
+Runs unchanged under `torchrun --nproc_per_node=N` (one node) or with --nnodes/--rdzv-endpoint
+(several nodes); only rank 0 writes outputs.  The model directory it writes imports into
+QIIME 2 with `qiime tools import --type 'AAMModel[SequenceRegressor]' --input-path reg/`.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from dataclasses import MISSING, fields
+from pathlib import Path
+
+from .config import ModelConfig, TrainConfig
+
+_SKIP = {"task", "n_outputs", "covariate_sizes"}
+
+
+def _add_dataclass(parser, cls, group_name):
+    g = parser.add_argument_group(group_name)
+    for f in fields(cls):
+        if f.name in _SKIP:
+            continue
+        default = f.default if f.default is not MISSING else None
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(default, bool):
+            g.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
+                           default=default, metavar="BOOL", help=f"(default {default})")
+        else:
+            g.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+
+
+def _configs(args):
+    m = ModelConfig(**{f.name: getattr(args, f.name) for f in fields(ModelConfig)
+                       if f.name not in _SKIP})
+    t = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+    return m.validate(), t.validate()
+
+
+def read_metadata(path) -> dict[str, dict[str, str]]:
+    """{column: {sample_id: value}} from a QIIME 2 style TSV (first column = IDs; '#' rows and
+    the '#q2:types' row skipped; IDs kept as strings)."""
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.reader(fh, delimiter="\t") if r and not r[0].startswith("#")]
+    if not rows:
+        raise ValueError(f"{path} is empty")
+    header, body = rows[0], rows[1:]
+    cols = {c: {} for c in header[1:]}
+    for r in body:
+        for c, v in zip(header[1:], r[1:]):
+            cols[c][r[0]] = v if v not in ("", "NA", "nan", "NaN") else None
+    return cols
+
+
+def _column(md, name, path):
+    if name not in md:
+        raise ValueError(f"column {name!r} is not in {path}; columns: {', '.join(list(md)[:15])}")
+    return md[name]
+
+
+def _load_table(args):
+    from .data import load_biom, read_fasta
+    seqs = read_fasta(args.sequences) if args.sequences else None
+    return load_biom(args.table, seqs)
+
+
+def _distances(args):
+    if getattr(args, "distances", None):
+        from .data import read_distance_matrix
+        return read_distance_matrix(args.distances)
+    return None
+
+
+def _groups(args):
+    if args.group_column:
+        if not args.metadata:
+            raise ValueError("--group-column needs --metadata")
+        return _column(read_metadata(args.metadata), args.group_column, args.metadata)
+    return None
+
+
+def _write_tsv(path, header, rows):
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh, delimiter="\t", lineterminator="\n")
+        w.writerow(header)
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="aam-engine", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("simulate", help="write the example dataset")
+    s.add_argument("--output", required=True)
+    s.add_argument("--n-samples", type=int, default=60)
+    s.add_argument("--n-features", type=int, default=120)
+    s.add_argument("--seed", type=int, default=0)
+
+    for name in ("pretrain", "train"):
+        q = sub.add_parser(name, help=("self-supervised pretraining (UniFrac + masked "
+                                       "nucleotides)" if name == "pretrain" else
+                                       "fit a regressor / classifier on a metadata column"))
+        q.add_argument("--table", required=True, help="BIOM table")
+        q.add_argument("--sequences", help="FASTA (needed when feature IDs are not sequences)")
+        q.add_argument("--tree", help="rooted Newick tree (UniFrac computed from it)")
+        q.add_argument("--distances", help="precomputed distance matrix (.tsv/.npz/.npy/.h5)")
+        q.add_argument("--metric", default="unweighted",
+                       choices=["unweighted", "weighted_normalized", "weighted_unnormalized"])
+        q.add_argument("--metadata", help="metadata TSV")
+        q.add_argument("--group-column", help="metadata column for a grouped validation split")
+        q.add_argument("--rarefaction-depth", type=int, default=None)
+        q.add_argument("--checkpoint-dir", help="where last.pt is kept; rerun to resume")
+        q.add_argument("--log-dir", help="TensorBoard log directory")
+        q.add_argument("--output", required=True, help="model directory to write")
+        if name == "train":
+            q.add_argument("--target", required=True, help="metadata column to predict")
+            q.add_argument("--task", required=True, choices=["regression", "classification"])
+            q.add_argument("--encoder", help="pretrained encoder directory")
+            q.add_argument("--covariates", default="", help="comma-separated categorical columns")
+            q.add_argument("--missing-samples", default="error", choices=["error", "ignore"])
+        _add_dataclass(q, ModelConfig, "model")
+        _add_dataclass(q, TrainConfig, "training")
+
+    for name in ("predict", "embed"):
+        q = sub.add_parser(name, help=f"{name} with a model directory")
+        q.add_argument("--model", required=True)
+        q.add_argument("--table", required=True)
+        q.add_argument("--sequences")
+        q.add_argument("--metadata", help="metadata TSV with the model's covariate columns")
+        q.add_argument("--device", default="auto")
+        q.add_argument("--output", required=True, help="TSV to write")
+
+    args = p.parse_args(argv)
+    try:
+        return _run(args)
+    except (ValueError, FileNotFoundError, FloatingPointError) as e:
+        print(f"aam-engine {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(args) -> int:
+    from . import api
+    from .io import read_model_dir, write_model_dir
+    from .training.distributed import init_from_env, world_info
+    if args.command == "simulate":
+        from .data.simulate import write_example_data
+        paths = write_example_data(args.output, n_samples=args.n_samples,
+                                   n_features=args.n_features, seed=args.seed)
+        print("\n".join(str(v) for v in paths.values()))
+        return 0
+    if args.command in ("pretrain", "train"):
+        init_from_env()
+        mcfg, tcfg = _configs(args)
+        table = _load_table(args)
+        common = dict(distances=_distances(args), tree=args.tree, metric=args.metric,
+                      rarefaction_depth=args.rarefaction_depth, groups=_groups(args),
+                      checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir)
+        if args.command == "pretrain":
+            bundle = api.pretrain(table, mcfg, tcfg, **common)
+        else:
+            if not args.metadata:
+                raise ValueError("train needs --metadata with the --target column")
+            md = read_metadata(args.metadata)
+            covs = {c: _column(md, c, args.metadata) for c in args.covariates.split(",") if c}
+            encoder = read_model_dir(args.encoder) if args.encoder else None
+            bundle = api.fit(table, _column(md, args.target, args.metadata), args.task, mcfg,
+                             tcfg, encoder=encoder, covariates=covs or None,
+                             missing_samples=args.missing_samples, **common)
+            bundle.target["name"] = args.target
+        if world_info()[0] == 0:
+            write_model_dir(bundle, args.output)
+            print(f"model written to {args.output}", file=sys.stderr)
+        return 0
+    bundle = read_model_dir(args.model)
+    table = _load_table(args)
+    covs = None
+    if args.metadata and bundle.covariates:
+        md = read_metadata(args.metadata)
+        covs = {c: md.get(c, {}) for c in bundle.covariates}
+    if args.command == "embed":
+        ids, emb = api.embed(bundle, table, device=args.device)
+        _write_tsv(args.output, ["sample-id"] + [f"dim{i}" for i in range(emb.shape[1])],
+                   [[s] + [f"{v:.6g}" for v in row] for s, row in zip(ids, emb)])
+    elif bundle.task == "regression":
+        ids, vals = api.predict(bundle, table, covs, device=args.device)
+        _write_tsv(args.output, ["SampleID", "prediction"], [[s, f"{v:.6g}"] for s, v in zip(ids, vals)])
+    else:
+        ids, labels, probs, classes = api.predict(bundle, table, covs, device=args.device)
+        _write_tsv(args.output, ["SampleID", "prediction"] + list(classes),
+                   [[s, l] + [f"{x:.6g}" for x in pr] for s, l, pr in zip(ids, labels, probs)])
+    print(f"written {args.output}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
