@@ -109,15 +109,21 @@ def history_tsv(history: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_model_files(bundle: ModelBundle, directory) -> None:
+    """The three files into an existing (empty) directory."""
+    from safetensors.torch import save_file
+    d = Path(directory)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
+    save_file(tensors, str(d / WEIGHTS), metadata={"format": FORMAT_NAME})
+    (d / CONFIG).write_text(json.dumps(bundle.config_json(), indent=1, default=float))
+    (d / HISTORY).write_text(history_tsv(bundle.history))
+
+
 def write_model_dir(bundle: ModelBundle, path) -> Path:
     """Write atomically: a crash never leaves a half-written model at ``path``."""
-    from safetensors.torch import save_file
     path = Path(path)
     with _atomic_dir(path) as tmp:
-        tensors = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": FORMAT_NAME})
-        (tmp / CONFIG).write_text(json.dumps(bundle.config_json(), indent=1, default=float))
-        (tmp / HISTORY).write_text(history_tsv(bundle.history))
+        write_model_files(bundle, tmp)
     return path
 
 

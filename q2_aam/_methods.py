@@ -1,0 +1,177 @@
+"""Actions: artifacts -> plain objects -> aam_engine -> artifacts.  No model math here; torch is
+imported only when an action runs (inside aam_engine.api)."""
+
+import sys
+
+import biom
+import numpy as np
+import pandas as pd
+import qiime2
+import skbio
+
+from aam_engine.config import ModelConfig, TrainConfig
+from aam_engine.data import SampleTable
+from aam_engine.io import ModelBundle
+
+from ._params import (CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, with_params)
+
+TYPE_NAME = {"encoder": "AAMModel[SequenceEncoder]", "regression": "AAMModel[SequenceRegressor]",
+             "classification": "AAMModel[SequenceClassifier]"}
+
+
+# ------------------------------------------------------------------------- conversions
+def sample_table(table: biom.Table, sequences: pd.Series | None) -> SampleTable:
+    seqs = None if sequences is None else {str(k): str(v) for k, v in sequences.items()}
+    return SampleTable.from_biom(table, seqs)
+
+
+def _configs(params: dict, task: str = "encoder", **model_extra):
+    m = {k: params[k] for k in MODEL}
+    t = {k: params[k] for k in TRAIN if k not in ("rarefaction_depth", "checkpoint_dir")}
+    t["seed"] = t.pop("random_seed")
+    for k in ("target_penalty",):
+        if k in params:
+            t[k] = params[k]
+    return (ModelConfig(task=task, **m, **model_extra).validate(), TrainConfig(**t).validate())
+
+
+def _distances(distance_matrix, phylogeny):
+    return dict(distances=None if distance_matrix is None else
+                (list(distance_matrix.ids), distance_matrix.data), tree=phylogeny)
+
+
+def _groups(validation_groups):
+    return None if validation_groups is None else validation_groups.to_series().to_dict()
+
+
+def _covariates(covariates: qiime2.Metadata | None):
+    """Every covariate column is used as categorical (numbers become category labels)."""
+    if covariates is None:
+        return None
+    df = covariates.to_dataframe()
+    return {c: {s: (None if pd.isna(v) else str(v)) for s, v in df[c].items()} for c in df.columns}
+
+
+def history_frame(bundle: ModelBundle) -> pd.DataFrame:
+    return pd.DataFrame(bundle.history).set_index("epoch")
+
+
+def _check_model(model: ModelBundle, *tasks):
+    if model.task not in tasks:
+        want = " or ".join(TYPE_NAME[t] for t in tasks)
+        raise ValueError(f"This action needs {want}, but the model given is a {model.task} "
+                         f"model ({TYPE_NAME[model.task]}).")
+
+
+def _announce(what: str, params: dict):
+    print(f"q2-aam {what}: epochs={params.get('epochs')} batch_size={params.get('batch_size')} "
+          f"device={params.get('device')} precision={params.get('precision')}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------- methods
+@with_params(MODEL, TRAIN, DISTANCE)
+def pretrain(table: biom.Table, sequences: pd.Series = None,
+             distance_matrix: skbio.DistanceMatrix = None, phylogeny: skbio.TreeNode = None,
+             validation_groups: qiime2.CategoricalMetadataColumn = None,
+             **params) -> (ModelBundle, pd.DataFrame):
+    from aam_engine import api
+    if distance_matrix is None and phylogeny is None:
+        raise ValueError("pretrain needs sample distances: give a phylogeny (--i-phylogeny, "
+                         "UniFrac is computed from it) or a distance matrix (--i-distance-matrix).")
+    mcfg, tcfg = _configs(params)
+    _announce("pretrain", params)
+    bundle = api.pretrain(sample_table(table, sequences), mcfg, tcfg,
+                          metric=params["metric"], rarefaction_depth=params["rarefaction_depth"],
+                          groups=_groups(validation_groups),
+                          checkpoint_dir=params["checkpoint_dir"],
+                          **_distances(distance_matrix, phylogeny))
+    return bundle, history_frame(bundle)
+
+
+def _fit(task, table, metadata, sequences, encoder, covariates, distance_matrix, phylogeny,
+         validation_groups, params, **extra):
+    from aam_engine import api
+    if encoder is not None:
+        _check_model(encoder, "encoder")
+    tcfg_extra = {}
+    mextra = {"freeze_base": params["freeze_base"]}
+    if task == "regression":
+        mextra["output_activation"] = params["output_activation"]
+        tcfg_extra = {"regression_loss": params["loss"],
+                      "target_transform": params["target_transform"]}
+    else:
+        tcfg_extra = {"classification_loss": params["loss"],
+                      "class_weights": params["class_weights"]}
+    if params["freeze_base"] and encoder is None:
+        raise ValueError("freeze-base needs a pretrained encoder (--i-encoder from `pretrain`).")
+    mcfg, tcfg = _configs(params, task="encoder", **mextra)
+    tcfg = TrainConfig.from_dict({**tcfg.to_dict(), **tcfg_extra})
+    _announce(f"fit ({task})", params)
+    targets = metadata.to_series()
+    bundle = api.fit(sample_table(table, sequences), targets.to_dict(), task, mcfg, tcfg,
+                     encoder=encoder, covariates=_covariates(covariates),
+                     metric=params["metric"], rarefaction_depth=params["rarefaction_depth"],
+                     groups=_groups(validation_groups), missing_samples=params["missing_samples"],
+                     checkpoint_dir=params["checkpoint_dir"],
+                     **_distances(distance_matrix, phylogeny))
+    bundle.target["name"] = metadata.name
+    return bundle, history_frame(bundle)
+
+
+@with_params(MODEL, TRAIN, FIT, DISTANCE, REGRESSION)
+def fit_regressor(table: biom.Table, metadata: qiime2.NumericMetadataColumn,
+                  sequences: pd.Series = None, encoder: ModelBundle = None,
+                  covariates: qiime2.Metadata = None,
+                  distance_matrix: skbio.DistanceMatrix = None, phylogeny: skbio.TreeNode = None,
+                  validation_groups: qiime2.CategoricalMetadataColumn = None,
+                  **params) -> (ModelBundle, pd.DataFrame):
+    return _fit("regression", table, metadata, sequences, encoder, covariates, distance_matrix,
+                phylogeny, validation_groups, params)
+
+
+@with_params(MODEL, TRAIN, FIT, DISTANCE, CLASSIFICATION)
+def fit_classifier(table: biom.Table, metadata: qiime2.CategoricalMetadataColumn,
+                   sequences: pd.Series = None, encoder: ModelBundle = None,
+                   covariates: qiime2.Metadata = None,
+                   distance_matrix: skbio.DistanceMatrix = None, phylogeny: skbio.TreeNode = None,
+                   validation_groups: qiime2.CategoricalMetadataColumn = None,
+                   **params) -> (ModelBundle, pd.DataFrame):
+    return _fit("classification", table, metadata, sequences, encoder, covariates,
+                distance_matrix, phylogeny, validation_groups, params)
+
+
+def predict_regression(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
+                       covariates: qiime2.Metadata = None, device: str = "auto") -> pd.Series:
+    from aam_engine import api
+    _check_model(model, "regression")
+    ids, vals = api.predict(model, sample_table(table, sequences), _covariates(covariates),
+                            device=device)
+    return pd.Series(np.asarray(vals, dtype=float), index=pd.Index(ids, name="SampleID"),
+                     name="prediction")
+
+
+def predict_classification(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
+                           covariates: qiime2.Metadata = None,
+                           device: str = "auto") -> (pd.Series, pd.DataFrame):
+    from aam_engine import api
+    _check_model(model, "classification")
+    ids, labels, probs, classes = api.predict(model, sample_table(table, sequences),
+                                              _covariates(covariates), device=device)
+    index = pd.Index(ids, name="SampleID")
+    return (pd.Series(labels, index=index, name="prediction"),
+            pd.DataFrame(probs, index=index, columns=classes))
+
+
+def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
+          device: str = "auto") -> (skbio.DistanceMatrix, skbio.OrdinationResults):
+    from aam_engine import api
+    from scipy.spatial.distance import pdist, squareform
+    ids, emb = api.embed(model, sample_table(table, sequences), device=device)
+    if len(ids) < 3:
+        raise ValueError(f"embed needs at least 3 samples for an ordination; the table has {len(ids)}.")
+    dm = skbio.DistanceMatrix(squareform(pdist(emb.astype(np.float64))), ids)
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)   # pcoa: tiny negative eigenvalues
+        pc = skbio.stats.ordination.pcoa(dm, number_of_dimensions=min(len(ids) - 1, emb.shape[1]))
+    return dm, pc

@@ -1,0 +1,104 @@
+"""`summarize`: loss curves, validation predictions and the configuration of a model."""
+
+import html
+import os
+import pkg_resources
+
+import numpy as np
+import pandas as pd
+import q2templates
+
+from aam_engine.io import ModelBundle
+from aam_engine.io.model_dir import history_tsv
+from aam_engine.training.metrics import accuracy, macro_f1, mae, r2_score
+
+TEMPLATES = pkg_resources.resource_filename("q2_aam", "assets/summarize")
+
+
+def _plot_history(hist: pd.DataFrame, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    loss_cols = [c for c in hist.columns if c.endswith(("_loss", "_pair", "_nuc", "_target", "_count"))]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for c in loss_cols:
+        ax.plot(hist.index, hist[c], label=c, ls="-" if c.startswith("train") else "--")
+    ax.set_xlabel("epoch"), ax.set_ylabel("loss"), ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_regression(true, pred, path, name):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.scatter(true, pred, s=14, alpha=0.7)
+    lo, hi = float(min(np.min(true), np.min(pred))), float(max(np.max(true), np.max(pred)))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel(f"true {name}"), ax.set_ylabel(f"predicted {name}")
+    ax.set_title(f"validation: R² = {r2_score(true, pred):.3f}, MAE = {mae(true, pred):.3g}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_confusion(true, pred, classes, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    k = len(classes)
+    cm = np.zeros((k, k), dtype=int)
+    for t, p in zip(true, pred):
+        cm[t, p] += 1
+    fig, ax = plt.subplots(figsize=(1.2 * k + 2.5, 1.2 * k + 2))
+    ax.imshow(cm, cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, cm[i, j], ha="center", va="center")
+    ax.set_xticks(range(k), classes, rotation=45, ha="right"), ax.set_yticks(range(k), classes)
+    ax.set_xlabel("predicted"), ax.set_ylabel("true")
+    ax.set_title(f"validation: accuracy {accuracy(true, pred):.3f}, "
+                 f"macro F1 {macro_f1(true, pred, k):.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def summarize(output_dir: str, model: ModelBundle) -> None:
+    hist = pd.DataFrame(model.history).set_index("epoch") if model.history else pd.DataFrame()
+    figures = []
+    if len(hist):
+        _plot_history(hist, os.path.join(output_dir, "history.png"))
+        figures.append(("Training history", "history.png"))
+        with open(os.path.join(output_dir, "history.tsv"), "w") as fh:
+            fh.write(history_tsv(model.history))
+    val = model.extra.get("validation") or {}
+    name = model.target.get("name") or "target"
+    if model.task == "regression" and val.get("true"):
+        _plot_regression(np.array(val["true"]), np.array(val["predicted"]),
+                         os.path.join(output_dir, "validation.png"), name)
+        figures.append((f"Validation predictions ({len(val['true'])} held-out samples)",
+                        "validation.png"))
+    if model.task == "classification" and val.get("true"):
+        _plot_confusion(val["true"], val["predicted"], model.target["classes"],
+                        os.path.join(output_dir, "validation.png"))
+        figures.append((f"Validation confusion matrix ({len(val['true'])} held-out samples)",
+                        "validation.png"))
+    cfg = {**model.model_config.to_dict(), **model.train_config.to_dict()}
+    rows = [(k, html.escape(str(v))) for k, v in cfg.items()]
+    final = {k: (f"{v:.4g}" if isinstance(v, float) else v)
+             for k, v in (model.history[-1].items() if model.history else [])}
+    facts = [("task", model.task), ("samples", model.extra.get("n_samples")),
+             ("features", model.extra.get("n_features")),
+             ("training / validation samples", f"{len(model.extra.get('train_samples', []))} / "
+                                               f"{len(model.extra.get('validation_samples', []))}"),
+             ("device / precision", f"{model.extra.get('device')} / {model.extra.get('precision')}"),
+             ("epochs run", len(model.history)),
+             ("skipped (non-finite) steps", model.extra.get("skipped_steps", 0))]
+    q2templates.render(os.path.join(TEMPLATES, "index.html"), output_dir, context={
+        "title": f"AAM {model.task} model", "figures": figures, "config": rows,
+        "facts": facts, "final": sorted(final.items()),
+        "has_history": bool(len(hist))})

@@ -1,0 +1,221 @@
+"""Registers q2-aam with QIIME 2.  Imports stay light: no torch here (q2cli imports every
+plugin at start-up and on cache refresh)."""
+import importlib
+
+from q2_sample_classifier import (ClassifierPredictions, Importance, Probabilities,
+                                  RegressorPredictions)
+from q2_types.distance_matrix import DistanceMatrix
+from q2_types.feature_data import FeatureData, Sequence
+from q2_types.feature_table import FeatureTable, Frequency
+from q2_types.ordination import PCoAResults
+from q2_types.sample_data import SampleData
+from q2_types.tree import Phylogeny, Rooted
+from qiime2.plugin import (Citations, Float, Metadata, MetadataColumn, Categorical, Numeric,
+                           Plugin, Range, Str, Choices, Visualization)
+
+from . import __version__
+from ._formats import (AAMConfigFormat, AAMHistoryDirFmt, AAMHistoryFormat, AAMModelDirFmt,
+                       SafetensorsFormat)
+from ._params import (CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, qiime_params)
+from ._types import (AAMModel, AAMTrainingHistory, SequenceClassifier, SequenceEncoder,
+                     SequenceRegressor)
+
+citations = Citations.load("citations.bib", package="q2_aam")
+
+plugin = Plugin(
+    name="aam",
+    version=__version__,
+    website="https://github.com/q2-aam/q2-aam",
+    package="q2_aam",
+    description="AAM (Attention All Microbes): a transformer that reads the nucleotide "
+                "sequence of every ASV in a sample, pretrains on phylogeny (UniFrac between "
+                "samples + masked nucleotides) and is fine-tuned to predict sample metadata.",
+    short_description="Sequence-aware transformers for microbiome prediction.",
+    citations=[citations["cantrell_aam"]],
+)
+
+plugin.register_formats(AAMConfigFormat, SafetensorsFormat, AAMModelDirFmt, AAMHistoryFormat,
+                        AAMHistoryDirFmt)
+plugin.register_semantic_types(AAMModel, SequenceEncoder, SequenceRegressor, SequenceClassifier,
+                               AAMTrainingHistory)
+for _type, _fmt in ((AAMModel[SequenceEncoder], AAMModelDirFmt),
+                    (AAMModel[SequenceRegressor], AAMModelDirFmt),
+                    (AAMModel[SequenceClassifier], AAMModelDirFmt),
+                    (AAMTrainingHistory, AAMHistoryDirFmt)):
+    if hasattr(plugin, "register_artifact_class"):
+        plugin.register_artifact_class(_type, directory_format=_fmt)
+    else:  # pragma: no cover - QIIME 2 releases before register_artifact_class
+        plugin.register_semantic_type_to_format(_type, artifact_format=_fmt)
+
+importlib.import_module("q2_aam._transformers")
+from ._methods import (embed, fit_classifier, fit_regressor, predict_classification,  # noqa: E402
+                       predict_regression, pretrain)
+from ._pipelines import classify_samples, regress_samples  # noqa: E402
+from ._visualizers import summarize  # noqa: E402
+from . import _examples as ex  # noqa: E402
+
+T_TABLE = FeatureTable[Frequency]
+SEQ_DESC = ("Representative sequences of the table's features. Needed when feature IDs are "
+            "hashes (DADA2); Deblur tables whose IDs are the sequences need none.")
+IN_DESC = {
+    "table": "Feature table of counts (samples x ASVs).",
+    "sequences": SEQ_DESC,
+    "distance_matrix": "Precomputed distances between the table's samples (e.g. UniFrac); "
+                       "every table sample must be in it.",
+    "phylogeny": "Rooted tree of the ASVs; UniFrac distances are computed from it. Features "
+                 "that are not tips are dropped with a warning.",
+    "encoder": "A pretrained encoder from `pretrain` to fine-tune (its sizes are used).",
+}
+GROUPS_PARAM = {"validation_groups": MetadataColumn[Categorical]}
+GROUPS_DESC = {"validation_groups": "Column grouping repeated samples (e.g. host_subject_id): "
+                                    "whole groups go to the validation side, so one subject "
+                                    "never straddles training and validation."}
+COV_DESC = {"covariates": "Categorical metadata columns fed to the model beside the ASVs "
+                          "(values unseen in training are treated as unknown)."}
+HIST_OUT = ("history", AAMTrainingHistory)
+HIST_DESC = "Per-epoch training and validation metrics (view with `qiime metadata tabulate`)."
+
+p, d = qiime_params(MODEL, TRAIN, DISTANCE)
+plugin.methods.register_function(
+    function=pretrain,
+    inputs={"table": T_TABLE, "sequences": FeatureData[Sequence],
+            "distance_matrix": DistanceMatrix, "phylogeny": Phylogeny[Rooted]},
+    parameters={**p, **GROUPS_PARAM},
+    outputs=[("model", AAMModel[SequenceEncoder]), HIST_OUT],
+    input_descriptions={k: IN_DESC[k] for k in ("table", "sequences", "distance_matrix",
+                                                 "phylogeny")},
+    parameter_descriptions={**d, **GROUPS_DESC},
+    output_descriptions={"model": "The pretrained encoder.", "history": HIST_DESC},
+    name="Pretrain an AAM encoder on UniFrac and masked nucleotides",
+    description="Self-supervised pretraining: sample embeddings are trained so that their "
+                "Euclidean distances match UniFrac distances between samples, while the "
+                "nucleotide encoder learns to fill in masked bases. No labels are needed.",
+    citations=[citations["lozupone2005unifrac"], citations["mcdonald2018striped"],
+               citations["vaswani2017attention"], citations["paszke2019pytorch"]],
+    examples={"pretrain_from_phylogeny": ex.pretrain_example},
+)
+
+for kind, col_type, extra, out_type, func, example in (
+        ("regressor", Numeric, REGRESSION, SequenceRegressor, fit_regressor, ex.fit_regressor_example),
+        ("classifier", Categorical, CLASSIFICATION, SequenceClassifier, fit_classifier,
+         ex.fit_classifier_example)):
+    p, d = qiime_params(MODEL, TRAIN, FIT, DISTANCE, extra)
+    plugin.methods.register_function(
+        function=func,
+        inputs={"table": T_TABLE, "sequences": FeatureData[Sequence],
+                "encoder": AAMModel[SequenceEncoder], "distance_matrix": DistanceMatrix,
+                "phylogeny": Phylogeny[Rooted]},
+        parameters={**p, **GROUPS_PARAM, "metadata": MetadataColumn[col_type],
+                    "covariates": Metadata},
+        outputs=[("model", AAMModel[out_type]), HIST_OUT],
+        input_descriptions={**IN_DESC,
+                            "distance_matrix": IN_DESC["distance_matrix"] + " Optional: keeps "
+                            "the UniFrac loss during fine-tuning.",
+                            "phylogeny": IN_DESC["phylogeny"] + " Optional: keeps the UniFrac "
+                            "loss during fine-tuning."},
+        parameter_descriptions={**d, **GROUPS_DESC, **COV_DESC,
+                                "metadata": f"{'Numeric' if kind == 'regressor' else 'Categorical'}"
+                                            " metadata column to predict."},
+        output_descriptions={"model": f"The trained {kind}.", "history": HIST_DESC},
+        name=f"Fit an AAM sample {kind}",
+        description=f"Train a transformer {kind} on the ASV sequences and abundances of each "
+                    "sample, optionally starting from a pretrained encoder.",
+        citations=[citations["vaswani2017attention"], citations["paszke2019pytorch"]],
+        examples={f"fit_{kind}": example},
+    )
+
+PRED_PARAMS = {"covariates": Metadata, "device": Str % Choices(["auto", "cpu", "cuda"])}
+PRED_DESC = {**COV_DESC, "device": TRAIN["device"][2]}
+plugin.methods.register_function(
+    function=predict_regression,
+    inputs={"model": AAMModel[SequenceRegressor], "table": T_TABLE,
+            "sequences": FeatureData[Sequence]},
+    parameters=PRED_PARAMS,
+    outputs=[("predictions", SampleData[RegressorPredictions])],
+    input_descriptions={"model": "A regressor from fit-regressor.", "table": IN_DESC["table"],
+                        "sequences": SEQ_DESC},
+    parameter_descriptions=PRED_DESC,
+    output_descriptions={"predictions": "Predicted values (feed sample-classifier scatterplot)."},
+    name="Predict a numeric target with an AAM regressor",
+    description="Apply a fitted AAM regressor to a table. ASVs never seen in training are "
+                "fine: the model reads their sequences.",
+    examples={"predict_regression": ex.predict_regression_example},
+)
+plugin.methods.register_function(
+    function=predict_classification,
+    inputs={"model": AAMModel[SequenceClassifier], "table": T_TABLE,
+            "sequences": FeatureData[Sequence]},
+    parameters=PRED_PARAMS,
+    outputs=[("predictions", SampleData[ClassifierPredictions]),
+             ("probabilities", SampleData[Probabilities])],
+    input_descriptions={"model": "A classifier from fit-classifier.", "table": IN_DESC["table"],
+                        "sequences": SEQ_DESC},
+    parameter_descriptions=PRED_DESC,
+    output_descriptions={"predictions": "Predicted class per sample.",
+                         "probabilities": "Class probabilities per sample."},
+    name="Predict a class with an AAM classifier",
+    description="Apply a fitted AAM classifier to a table.",
+    examples={"predict_classification": ex.predict_classification_example},
+)
+plugin.methods.register_function(
+    function=embed,
+    inputs={"model": AAMModel[SequenceEncoder | SequenceRegressor | SequenceClassifier],
+            "table": T_TABLE, "sequences": FeatureData[Sequence]},
+    parameters={"device": PRED_PARAMS["device"]},
+    outputs=[("distance_matrix", DistanceMatrix), ("pcoa", PCoAResults)],
+    input_descriptions={"model": "Any AAM model.", "table": IN_DESC["table"],
+                        "sequences": SEQ_DESC},
+    parameter_descriptions={"device": PRED_DESC["device"]},
+    output_descriptions={"distance_matrix": "Euclidean distances between sample embeddings "
+                                            "(for diversity beta-group-significance etc.).",
+                         "pcoa": "PCoA of those distances (for emperor plot)."},
+    name="Embed samples in the model's learned space",
+    description="Sample embeddings from an AAM model as a distance matrix and an ordination.",
+    examples={"embed": ex.embed_example},
+)
+plugin.visualizers.register_function(
+    function=summarize,
+    inputs={"model": AAMModel[SequenceEncoder | SequenceRegressor | SequenceClassifier]},
+    parameters={},
+    input_descriptions={"model": "Any AAM model."},
+    parameter_descriptions={},
+    name="Summarize an AAM model",
+    description="Loss curves, validation predictions (scatter with R² or confusion matrix) "
+                "and the full configuration of a trained model.",
+    examples={"summarize": ex.summarize_example},
+)
+
+for kind, col_type, extra, out_type, pred_outs, func in (
+        ("regressor", Numeric, REGRESSION, SequenceRegressor,
+         [("predictions", SampleData[RegressorPredictions])], regress_samples),
+        ("classifier", Categorical, CLASSIFICATION, SequenceClassifier,
+         [("predictions", SampleData[ClassifierPredictions]),
+          ("probabilities", SampleData[Probabilities])], classify_samples)):
+    p, d = qiime_params(MODEL, TRAIN, FIT, DISTANCE, extra)
+    plugin.pipelines.register_function(
+        function=func,
+        inputs={"table": T_TABLE, "sequences": FeatureData[Sequence],
+                "encoder": AAMModel[SequenceEncoder], "distance_matrix": DistanceMatrix,
+                "phylogeny": Phylogeny[Rooted]},
+        parameters={**p, **GROUPS_PARAM, "metadata": MetadataColumn[col_type],
+                    "covariates": Metadata,
+                    "test_size": Float % Range(0.0, 1.0, inclusive_start=False)},
+        outputs=[("model", AAMModel[out_type]), HIST_OUT] + pred_outs +
+                [("accuracy_results", Visualization), ("model_summary", Visualization)],
+        input_descriptions=IN_DESC,
+        parameter_descriptions={**d, **GROUPS_DESC, **COV_DESC,
+                                "metadata": "Metadata column to predict.",
+                                "test_size": "Fraction of samples held out as the test set "
+                                             "(grouped by validation-groups when given)."},
+        output_descriptions={k: v for k, v in {
+            "model": f"The trained {kind}.", "history": HIST_DESC,
+            "predictions": "Predictions for the test samples.",
+            "probabilities": "Class probabilities for the test samples.",
+            "accuracy_results": "q2-sample-classifier's view of the test predictions against "
+                                "the truth.",
+            "model_summary": "The summarize visualization of the model."}.items()
+            if k in [name for name, _ in pred_outs] or k not in ("predictions", "probabilities")},
+        name=f"Train and test an AAM sample {kind}",
+        description=f"Split the samples, fit an AAM {kind} on the training part, predict the "
+                    "test part and show the accuracy with q2-sample-classifier.",
+    )
