@@ -100,18 +100,30 @@ def _python_type(qiime_type):
 
 
 def with_params(*groups, annotate: bool = True):
-    """Give a function ``f(explicit..., **params)`` a full signature for QIIME 2 (which reads
-    parameter names, defaults and view types from the signature).  Pipelines take no
-    annotations: ``annotate=False``."""
+    """Turn ``f(explicit..., **params)`` into a function whose signature lists every shared
+    parameter: QIIME 2 reads names, defaults and view types from a real signature and does
+    not accept **kwargs.  The generated function forwards everything to ``f`` by keyword.
+    Pipelines take no annotations: ``annotate=False``."""
     merged = {k: v for g in groups for k, v in g.items()}
 
     def deco(fn):
         sig = inspect.signature(fn)
         explicit = [p for p in sig.parameters.values() if p.kind != p.VAR_KEYWORD]
-        extra = [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v[1],
+        extra = [inspect.Parameter(k, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=v[1],
                                    annotation=_python_type(v[0]) if annotate
                                    else inspect.Parameter.empty)
                  for k, v in merged.items() if k not in sig.parameters]
-        fn.__signature__ = sig.replace(parameters=explicit + extra)
-        return fn
+        params = explicit + extra
+        names = [p.name for p in params]
+        ns = {"_impl": fn}
+        exec(f"def {fn.__name__}({', '.join(names)}):\n"
+             f"    return _impl({', '.join(f'{n}={n}' for n in names)})\n", ns)
+        new = ns[fn.__name__]
+        new.__defaults__ = tuple(p.default for p in params if p.default is not p.empty)
+        new.__annotations__ = {p.name: p.annotation for p in params
+                               if p.annotation is not p.empty}
+        if sig.return_annotation is not sig.empty:
+            new.__annotations__["return"] = sig.return_annotation
+        new.__doc__, new.__module__, new.__qualname__ = fn.__doc__, fn.__module__, fn.__qualname__
+        return new
     return deco

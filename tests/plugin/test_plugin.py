@@ -1,0 +1,208 @@
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+qiime2 = pytest.importorskip("qiime2", reason="QIIME 2 is not installed (engine-only machine)")
+from qiime2.plugin.testing import TestPluginBase  # noqa: E402
+
+from q2_aam import _examples as ex  # noqa: E402
+
+TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit=64, epochs=2,
+            batch_size=8, learning_rate=1e-3)
+
+
+@pytest.fixture(scope="module")
+def aam():
+    from qiime2.plugins import aam
+    return aam
+
+
+@pytest.fixture(scope="module")
+def arts():
+    return dict(table=ex.table_factory(), sequences=ex.sequences_factory(),
+                tree=ex.tree_factory(), md=ex.metadata_factory())
+
+
+@pytest.fixture(scope="module")
+def encoder(aam, arts):
+    return aam.actions.pretrain(table=arts["table"], sequences=arts["sequences"],
+                                phylogeny=arts["tree"], **TINY)
+
+
+class TestExamples(TestPluginBase):
+    package = "q2_aam"
+
+    def test_examples(self):
+        self.execute_examples()
+
+
+def test_import_does_not_load_torch():
+    code = "import sys, q2_aam.plugin_setup; sys.exit('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_pretrain_outputs_and_provenance(encoder):
+    model, history = encoder
+    assert str(model.type) == "AAMModel[SequenceEncoder]"
+    assert str(history.type) == "AAMTrainingHistory"
+    df = history.view(pd.DataFrame)
+    assert list(df.index) == [1, 2] and "train_pair" in df.columns
+    prov = model._archiver.provenance_dir / "action" / "action.yaml"
+    text = prov.read_text()
+    assert "embedding_dim: 16" in text and "random_seed: 0" in text and "precision: auto" in text
+    history.view(qiime2.Metadata)   # tabulate-able
+
+
+def test_regressor_flow_into_sample_classifier(aam, arts, encoder):
+    from qiime2.plugins import sample_classifier
+    col = arts["md"].get_column("age")
+    model, _ = aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
+                                         metadata=col, encoder=encoder[0], **TINY)
+    assert str(model.type) == "AAMModel[SequenceRegressor]"
+    pred, = aam.actions.predict_regression(model=model, table=arts["table"],
+                                           sequences=arts["sequences"])
+    assert str(pred.type) == "SampleData[RegressorPredictions]"
+    s = pred.view(pd.Series)
+    assert s.name == "prediction" and np.isfinite(s).all() and len(s) == 24
+    viz, = sample_classifier.visualizers.scatterplot(predictions=pred, truth=col)
+    assert str(viz.type) == "Visualization"
+    summary, = aam.visualizers.summarize(model=model)
+    files = {p.name for p in summary._archiver.data_dir.iterdir()}
+    assert {"index.html", "history.png", "validation.png"} <= files
+
+
+def test_classifier_flow_into_confusion_matrix(aam, arts):
+    from qiime2.plugins import sample_classifier
+    col = arts["md"].get_column("group")
+    model, _ = aam.actions.fit_classifier(table=arts["table"], sequences=arts["sequences"],
+                                          metadata=col, covariates=qiime2.Metadata(
+                                              arts["md"].to_dataframe()[["subject"]]), **TINY)
+    pred, prob = aam.actions.predict_classification(model=model, table=arts["table"],
+                                                    sequences=arts["sequences"],
+                                                    covariates=arts["md"])
+    assert str(prob.type) == "SampleData[Probabilities]"
+    p = prob.view(pd.DataFrame)
+    assert list(p.columns) == ["gut", "oral"] and np.allclose(p.sum(1), 1, atol=1e-5)
+    viz, = sample_classifier.visualizers.confusion_matrix(predictions=pred, probabilities=prob,
+                                                          truth=col)
+    assert str(viz.type) == "Visualization"
+
+
+def test_embed_outputs(aam, arts, encoder):
+    dm, pcoa = aam.actions.embed(model=encoder[0], table=arts["table"], sequences=arts["sequences"])
+    assert str(dm.type) == "DistanceMatrix" and str(pcoa.type) == "PCoAResults"
+    import skbio
+    assert dm.view(skbio.DistanceMatrix).shape == (24, 24)
+
+
+def test_regress_samples_pipeline(aam, arts):
+    res = aam.actions.regress_samples(table=arts["table"], sequences=arts["sequences"],
+                                      metadata=arts["md"].get_column("age"),
+                                      validation_groups=arts["md"].get_column("subject"),
+                                      test_size=0.25, **TINY)
+    assert str(res.model.type) == "AAMModel[SequenceRegressor]"
+    test_ids = set(res.predictions.view(pd.Series).index)
+    train_ids = set(res.model.view(__import__("aam_engine.io", fromlist=["ModelBundle"]).ModelBundle)
+                    .extra["train_samples"])
+    assert test_ids and not test_ids & train_ids      # held-out samples never trained on
+    md = arts["md"].to_dataframe()
+    assert not set(md.loc[list(test_ids), "subject"]) & set(md.loc[list(train_ids), "subject"])
+    assert str(res.accuracy_results.type) == "Visualization"
+
+
+# ------------------------------------------------------------------ bad inputs
+def test_hashed_ids_without_sequences(aam, arts):
+    with pytest.raises(ValueError, match="not nucleotide sequences.*FeatureData\\[Sequence\\]"):
+        aam.actions.fit_regressor(table=arts["table"], metadata=arts["md"].get_column("age"),
+                                  **TINY)
+
+
+def test_metadata_missing_samples(aam, arts):
+    df = arts["md"].to_dataframe().iloc[:20]
+    col = qiime2.Metadata(df).get_column("age")
+    with pytest.raises(ValueError, match="4 sample\\(s\\) in the table have no target value"):
+        aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
+                                  metadata=col, **TINY)
+    model, _ = aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
+                                         metadata=col, missing_samples="ignore", **TINY)
+
+
+def test_single_class(aam, arts):
+    df = pd.DataFrame({"c": ["x"] * 24}, index=pd.Index(ex._data().sample_ids, name="id"))
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        aam.actions.fit_classifier(table=arts["table"], sequences=arts["sequences"],
+                                   metadata=qiime2.Metadata(df).get_column("c"), **TINY)
+
+
+def test_pretrain_needs_distances(aam, arts):
+    with pytest.raises(ValueError, match="needs sample distances"):
+        aam.actions.pretrain(table=arts["table"], sequences=arts["sequences"], **TINY)
+
+
+def test_wrong_model_kind_is_refused_by_type_and_content(aam, arts, encoder, tmp_path):
+    with pytest.raises(TypeError):
+        aam.actions.predict_regression(model=encoder[0], table=arts["table"],
+                                       sequences=arts["sequences"])
+    # an encoder directory imported under the regressor type is caught by the action
+    d = tmp_path / "enc"
+    encoder[0].export_data(str(d))
+    fake = qiime2.Artifact.import_data("AAMModel[SequenceRegressor]", str(d))
+    with pytest.raises(ValueError, match="needs AAMModel\\[SequenceRegressor\\].*encoder"):
+        aam.actions.predict_regression(model=fake, table=arts["table"], sequences=arts["sequences"])
+
+
+# ------------------------------------------------------------------ the model format
+@pytest.fixture
+def model_dir(encoder, tmp_path):
+    d = tmp_path / "m"
+    encoder[0].export_data(str(d))
+    return d
+
+
+def _import(d):
+    return qiime2.Artifact.import_data("AAMModel[SequenceEncoder]", str(d))
+
+
+def test_planted_pickle_is_refused(model_dir):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+    (model_dir / "payload.pkl").write_bytes(pickle.dumps(Evil()))
+    with pytest.raises(Exception, match="payload.pkl"):
+        _import(model_dir)
+
+
+@pytest.mark.parametrize("edit,match", [
+    (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
+    (lambda d: (d / "config.json").write_text(json.dumps({"format": "x"})), "lacks required keys"),
+    (lambda d: _set(d, format_version="9.0"), "format 9.0"),
+    (lambda d: _set(d, model={**_cfg(d)["model"], "embedding_dim": 32}), "shape"),
+    (lambda d: (d / "weights.safetensors").write_bytes(
+        (d / "weights.safetensors").read_bytes()[:1000]), "truncated|safetensors"),
+    (lambda d: (d / "weights.safetensors").unlink(), "weights.safetensors"),
+    (lambda d: (d / "history.tsv").write_text("epoch\tloss\n1\tabc\n"), "not a number"),
+])
+def test_format_validation_failures(model_dir, edit, match):
+    edit(model_dir)
+    with pytest.raises(Exception, match=match):
+        _import(model_dir)
+
+
+def _cfg(d):
+    return json.loads((d / "config.json").read_text())
+
+
+def _set(d, **kw):
+    (d / "config.json").write_text(json.dumps({**_cfg(d), **kw}))
+
+
+def test_valid_model_dir_imports(model_dir):
+    art = _import(model_dir)
+    art.validate(level="max")
