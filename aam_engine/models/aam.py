@@ -79,8 +79,8 @@ class AAM(nn.Module):
         D = cfg.embedding_dim
         self.asv = ASVEncoder(cfg)
         self.sample = SampleEncoder(cfg)
-        self.embed = nn.Linear(D, cfg.embedding_out or D)
-        self.count_head = nn.Linear(D, 1) if cfg.count_head else None
+        self.embed = nn.Linear(D, cfg.embedding_out or D, bias=False)  # distances ignore a shift
+        self.count_head = nn.Linear(D, 1, bias=False) if cfg.count_head else None
         if cfg.task != "encoder":
             self.covariates = nn.ModuleList(nn.Embedding(n + 1, D) for n in cfg.covariate_sizes)
             k = len(cfg.covariate_sizes)

@@ -11,7 +11,7 @@ class SelfAttention(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float):
         super().__init__()
         self.heads, self.dropout = heads, dropout
-        self.qkv = nn.Linear(dim, 3 * dim)
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)  # a key bias cancels in the softmax
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x, mask):
@@ -42,7 +42,7 @@ class AttentionPool(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.score = nn.Linear(dim, 1)
+        self.score = nn.Linear(dim, 1, bias=False)   # a bias would cancel in the softmax
 
     def forward(self, x, mask):
         s = self.score(x).squeeze(-1).float().masked_fill(~mask, float("-inf"))

@@ -14,11 +14,32 @@ def world_info() -> tuple[int, int, int]:
     return 0, 1, 0
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward hands every rank the SUM over ranks of the gradient for its
+    own rows.  Every rank computes the same global loss from the gathered tensor, DDP then
+    averages parameter gradients, so the result equals one process on the global batch.
+    (torch.distributed.nn.functional.all_gather does the same but is deprecated in torch
+    2.13; this uses only public collectives that gloo and NCCL both support.)"""
+
+    @staticmethod
+    def forward(ctx, x):
+        world = dist.get_world_size()
+        parts = [torch.empty_like(x) for _ in range(world)]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rank, ctx.n = dist.get_rank(), x.shape[0]
+        return torch.cat(parts, 0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rank * ctx.n:(ctx.rank + 1) * ctx.n]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` from every rank, in rank order, keeping the autograd graph: the
-    backward pass sums each rank's share of the gradient (torch.distributed.nn)."""
-    from torch.distributed.nn.functional import all_gather
-    return torch.cat(all_gather(x.contiguous()), 0)
+    """Concatenate ``x`` (same shape on every rank) from all ranks in rank order, keeping the
+    autograd graph."""
+    return _GatherWithGrad.apply(x)
 
 
 def init_from_env(backend: str | None = None) -> bool:

@@ -226,10 +226,14 @@ class Trainer:
             if bar is not None:
                 bar.update(n)
                 bar.set_postfix(self._postfix(sums, n_seen, nuc_acc), refresh=False)
-        res = {f"train_{k}": v / max(1, n_seen) for k, v in sums.items()}
         if nuc_acc:
-            res["train_nuc_accuracy"] = float(np.nanmean(nuc_acc))
-        return res
+            sums["nuc_accuracy"] = float(np.nanmean(nuc_acc)) * n_seen
+        if self.world > 1:   # metrics of the global batch: sum over ranks
+            keys = sorted(sums)
+            v = torch.tensor([sums[k] for k in keys] + [n_seen], dtype=torch.float64)
+            dist.all_reduce(v)
+            sums, n_seen = dict(zip(keys, v[:-1].tolist())), v[-1].item()
+        return {f"train_{k}": v / max(1, n_seen) for k, v in sums.items()}
 
     def _postfix(self, sums, n, nuc_acc):
         p = {"TL": f"{sums.get('loss', 0) / max(1, n):.4f}",
