@@ -34,8 +34,11 @@ class ASVEncoder(nn.Module):
         """tokens [N, L] -> (ASV vectors [N, D], per-nucleotide states [N, L, D])."""
         mask = tokens != PAD                       # START is never PAD: no empty row
         x = self.tok(tokens) + self.pos(torch.arange(tokens.shape[1], device=tokens.device))
+        # equal-length ASVs (the usual case: one amplicon) need no mask, which lets SDPA take
+        # its fused kernels
+        attn_mask = None if bool(mask.all()) else mask
         for blk in self.blocks:
-            x = blk(x, mask)
+            x = blk(x, attn_mask)
         x = self.norm(x)
         vec, _ = self.pool(x, mask)
         return vec, x
