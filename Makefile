@@ -17,7 +17,6 @@ demo: setup
 
 bench: setup
 	@$(PY) bench/throughput.py --device cpu --quick
-	@$(PY) bench/report.py
 
 lint: setup
 	@$(PY) -m pyflakes aam_engine q2_aam tests bench 2>/dev/null || $(PY) -m compileall -q aam_engine q2_aam tests bench

@@ -117,3 +117,11 @@ def summarize_example(use):
     model = _fit(use, "regressor", table, seqs, md)
     use.action(use.UsageAction("aam", "summarize"), use.UsageInputs(model=model),
                use.UsageOutputNames(visualization="summary"))
+
+
+def feature_importance_example(use):
+    table, seqs, md = _inputs(use)
+    model = _fit(use, "classifier", table, seqs, md)
+    use.action(use.UsageAction("aam", "feature_importance"),
+               use.UsageInputs(model=model, table=table, sequences=seqs, steps=4),
+               use.UsageOutputNames(importance="importance"))

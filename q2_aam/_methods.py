@@ -175,3 +175,19 @@ def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
         warnings.simplefilter("ignore", RuntimeWarning)   # pcoa: tiny negative eigenvalues
         pc = skbio.stats.ordination.pcoa(dm, number_of_dimensions=min(len(ids) - 1, emb.shape[1]))
     return dm, pc
+
+
+def feature_importance(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
+                       covariates: qiime2.Metadata = None, method: str = "integrated_gradients",
+                       steps: int = 16, device: str = "auto") -> pd.DataFrame:
+    from aam_engine import interpret
+    if method == "integrated_gradients":
+        _check_model(model, "regression", "classification")
+        ids, imp = interpret.integrated_gradients(model, sample_table(table, sequences),
+                                                  device=device, steps=steps,
+                                                  covariates=_covariates(covariates))
+    else:
+        ids, imp = interpret.attention_importance(model, sample_table(table, sequences),
+                                                  device=device, covariates=_covariates(covariates))
+    df = pd.DataFrame({"importance": imp}, index=pd.Index(ids, name="feature"))
+    return df.sort_values("importance", ascending=False)

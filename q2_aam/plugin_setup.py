@@ -10,7 +10,7 @@ from q2_types.feature_table import FeatureTable, Frequency
 from q2_types.ordination import PCoAResults
 from q2_types.sample_data import SampleData
 from q2_types.tree import Phylogeny, Rooted
-from qiime2.plugin import (Citations, Float, Metadata, MetadataColumn, Categorical, Numeric,
+from qiime2.plugin import (Citations, Float, Int, Metadata, MetadataColumn, Categorical, Numeric,
                            Plugin, Range, Str, Choices, Visualization)
 
 from . import __version__
@@ -48,8 +48,8 @@ for _type, _fmt in ((AAMModel[SequenceEncoder], AAMModelDirFmt),
         plugin.register_semantic_type_to_format(_type, artifact_format=_fmt)
 
 importlib.import_module("q2_aam._transformers")
-from ._methods import (embed, fit_classifier, fit_regressor, predict_classification,  # noqa: E402
-                       predict_regression, pretrain)
+from ._methods import (embed, feature_importance, fit_classifier, fit_regressor,  # noqa: E402
+                       predict_classification, predict_regression, pretrain)
 from ._pipelines import classify_samples, regress_samples  # noqa: E402
 from ._visualizers import summarize  # noqa: E402
 from . import _examples as ex  # noqa: E402
@@ -173,6 +173,31 @@ plugin.methods.register_function(
     description="Sample embeddings from an AAM model as a distance matrix and an ordination.",
     examples={"embed": ex.embed_example},
 )
+plugin.methods.register_function(
+    function=feature_importance,
+    inputs={"model": AAMModel[SequenceEncoder | SequenceRegressor | SequenceClassifier],
+            "table": T_TABLE, "sequences": FeatureData[Sequence]},
+    parameters={**PRED_PARAMS,
+                "method": Str % Choices(["integrated_gradients", "attention"]),
+                "steps": Int % Range(2, None)},
+    outputs=[("importance", FeatureData[Importance])],
+    input_descriptions={"model": "A fitted AAM model (integrated gradients need a regressor "
+                                 "or classifier; attention works for any model).",
+                        "table": IN_DESC["table"], "sequences": SEQ_DESC},
+    parameter_descriptions={**PRED_DESC,
+                            "method": "'integrated_gradients': attribution of each prediction "
+                                      "to each ASV, from the ASV removed to as observed; "
+                                      "'attention': how much the sample encoder attends to "
+                                      "each ASV.",
+                            "steps": "Integration steps for integrated gradients."},
+    output_descriptions={"importance": "Mean importance of each feature over the table's "
+                                       "samples (0 for features absent from them)."},
+    name="Which ASVs drive an AAM model",
+    description="Per-feature importance from a fitted AAM model, averaged over the samples of "
+                "a table. Feeds sample-classifier heatmap and feature-table filter-features.",
+    examples={"feature_importance": ex.feature_importance_example},
+)
+
 plugin.visualizers.register_function(
     function=summarize,
     inputs={"model": AAMModel[SequenceEncoder | SequenceRegressor | SequenceClassifier]},

@@ -19,17 +19,9 @@ def shared_data(name: str) -> Path:
 
 
 def qza_biom(path):
-    """The biom.Table inside a FeatureTable .qza, read without qiime2 (the engine's tests
-    must run where QIIME 2 is absent, e.g. on a GPU machine)."""
-    import io
-    import zipfile
-
-    import biom
-    import h5py
-    with zipfile.ZipFile(path) as z:
-        name = next(n for n in z.namelist() if n.endswith("/data/feature-table.biom"))
-        with h5py.File(io.BytesIO(z.read(name)), "r") as f:
-            return biom.Table.from_hdf5(f)
+    """The biom.Table inside a FeatureTable .qza, read without qiime2."""
+    from aam_engine.data.table import read_biom
+    return read_biom(path)
 
 
 @pytest.fixture(scope="session")

@@ -273,6 +273,24 @@ def read_fasta(path) -> dict[str, str]:
     return out
 
 
-def load_biom(path, sequences=None, **kw) -> SampleTable:
+def read_biom(path):
+    """A biom.Table from a .biom file (HDF5 or JSON) or from the FeatureTable .qza that holds
+    one (read as the zip archive it is: no qiime2 needed, e.g. on a GPU cluster node)."""
     import biom
-    return SampleTable.from_biom(biom.load_table(str(path)), sequences, **kw)
+    path = str(path)
+    if path.endswith(".qza"):
+        import io
+        import zipfile
+
+        import h5py
+        with zipfile.ZipFile(path) as z:
+            names = [n for n in z.namelist() if n.endswith("/data/feature-table.biom")]
+            if not names:
+                raise ValueError(f"{path} holds no feature table (data/feature-table.biom)")
+            with h5py.File(io.BytesIO(z.read(names[0])), "r") as f:
+                return biom.Table.from_hdf5(f)
+    return biom.load_table(path)
+
+
+def load_biom(path, sequences=None, **kw) -> SampleTable:
+    return SampleTable.from_biom(read_biom(path), sequences, **kw)

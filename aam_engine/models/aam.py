@@ -55,18 +55,29 @@ class SampleEncoder(nn.Module):
         self.norm = nn.LayerNorm(D)
         self.pool = AttentionPool(D)
 
-    def forward(self, asv_vecs, counts, mask):
+    def forward(self, asv_vecs, counts, mask, attention: list | None = None, slot_gate=None):
         """asv_vecs [B, S, D], counts [B, S], mask [B, S] ->
-        (ASV states [B, S, D], sample vector [B, D], pooling weights over ASVs [B, S])."""
+        (ASV states [B, S, D], sample vector [B, D], pooling weights over ASVs [B, S]).
+        ``attention``: a list that receives each layer's weights [B, heads, S+1, S+1].
+        ``slot_gate`` [B, S] in [0, 1] scales each ASV's input (0 = the ASV removed), for
+        integrated gradients."""
         B, S, _ = asv_vecs.shape
         counts = counts.float()
         rel = counts / counts.sum(1, keepdim=True).clamp_min(1e-6)
-        feats = torch.stack([torch.log1p(counts), rel], -1).to(asv_vecs.dtype)
-        x = asv_vecs + self.abundance(feats) + self.rank(torch.arange(S, device=asv_vecs.device))
+        # scaled to O(1): raw log-counts (up to ~10) would swamp the sequence vectors
+        feats = torch.stack([0.1 * torch.log1p(counts), rel], -1).to(asv_vecs.dtype)
+        x = asv_vecs + self.abundance(feats)
+        if slot_gate is not None:
+            x = x * slot_gate[..., None].to(x.dtype)
+        x = x + self.rank(torch.arange(S, device=asv_vecs.device))
         x = torch.cat([self.sample_token.expand(B, 1, -1).to(x.dtype), x], 1)
         m = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=mask.device), mask], 1)
         for blk in self.blocks:
-            x = blk(x, m)
+            if attention is None:
+                x = blk(x, m)
+            else:
+                x, a = blk(x, m, need_weights=True)
+                attention.append(a)
         x = self.norm(x)
         vec, w = self.pool(x, m)
         return x[:, 1:], vec, w[:, 1:]
@@ -83,6 +94,9 @@ class AAM(nn.Module):
         self.asv = ASVEncoder(cfg)
         self.sample = SampleEncoder(cfg)
         self.embed = nn.Linear(D, cfg.embedding_out or D, bias=False)  # distances ignore a shift
+        # orthogonal: the embedding starts with the sample vectors' own distances, which are
+        # already on UniFrac's scale (~0.1-0.4 at init); a default init shrinks them ~2x
+        nn.init.orthogonal_(self.embed.weight)
         self.count_head = nn.Linear(D, 1, bias=False) if cfg.count_head else None
         if cfg.task != "encoder":
             self.covariates = nn.ModuleList(nn.Embedding(n + 1, D) for n in cfg.covariate_sizes)
@@ -136,7 +150,8 @@ class AAM(nn.Module):
 
     # -------------------------------------------------------------- forward
     def forward(self, tokens, slot_index, counts, mask, unique_features=None, covariates=None,
-                nuc_targets=None, asv_cache=None, dedup: bool = True, **_):
+                nuc_targets=None, asv_cache=None, dedup: bool = True, attention=None,
+                slot_gate=None, **_):
         """Batch tensors (see data.Batch) -> dict with 'embedding', 'sample_vec',
         'pool_weights', and when relevant 'nuc_logits'/'nuc_targets', 'count_logits',
         'prediction' (normalised regression value or class logits)."""
@@ -159,7 +174,7 @@ class AAM(nn.Module):
                 t = nuc_targets[slot_index].reshape(B * S, -1)
                 t = torch.where(mask.reshape(B * S, 1), t, torch.full_like(t, -100))
                 out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
-        asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask)
+        asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask, attention, slot_gate)
         out.update(sample_vec=sample_vec, pool_weights=weights, embedding=self.embed(sample_vec))
         if self.count_head is not None:
             out["count_logits"] = self.count_head(asv_states).squeeze(-1)

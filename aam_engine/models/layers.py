@@ -14,9 +14,15 @@ class SelfAttention(nn.Module):
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)  # a key bias cancels in the softmax
         self.out = nn.Linear(dim, dim)
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, need_weights: bool = False):
         B, L, D = x.shape
         q, k, v = self.qkv(x).view(B, L, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        if need_weights:   # interpretation only: the explicit softmax, weights kept
+            s = (q @ k.transpose(-1, -2)) / (D // self.heads) ** 0.5
+            if mask is not None:
+                s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+            w = torch.softmax(s.float(), -1).to(v.dtype)
+            return self.out((w @ v).transpose(1, 2).reshape(B, L, D)), w
         # [B, 1, 1, L]: every query may look at every real key.  Callers guarantee at least one
         # real key per row (a START / sample token), so softmax never sees an all -inf row.
         # no dropout on the attention probabilities: on [N, heads, L, L] it dominated CPU step
@@ -34,7 +40,11 @@ class TransformerBlock(nn.Module):
         self.ff = nn.Sequential(nn.Linear(dim, ratio * dim), nn.GELU(), nn.Linear(ratio * dim, dim))
         self.drop = nn.Dropout(dropout)
 
-    def forward(self, x, mask):
+    def forward(self, x, mask, need_weights: bool = False):
+        if need_weights:
+            a, w = self.attn(self.ln1(x), mask, need_weights=True)
+            x = x + self.drop(a)
+            return x + self.drop(self.ff(self.ln2(x))), w
         x = x + self.drop(self.attn(self.ln1(x), mask))
         return x + self.drop(self.ff(self.ln2(x)))
 

@@ -206,3 +206,23 @@ def _set(d, **kw):
 def test_valid_model_dir_imports(model_dir):
     art = _import(model_dir)
     art.validate(level="max")
+
+
+def test_feature_importance_feeds_consumers(aam, arts):
+    from qiime2.plugins import feature_table, sample_classifier
+    col = arts["md"].get_column("group")
+    model, _ = aam.actions.fit_classifier(table=arts["table"], sequences=arts["sequences"],
+                                          metadata=col, **TINY)
+    for method in ("integrated_gradients", "attention"):
+        imp, = aam.actions.feature_importance(model=model, table=arts["table"],
+                                              sequences=arts["sequences"], method=method, steps=4)
+        assert str(imp.type) == "FeatureData[Importance]"
+        df = imp.view(pd.DataFrame)
+        assert list(df.columns) == ["importance"] and len(df) == 40 and (df["importance"] >= 0).all()
+    top, = feature_table.methods.filter_features(
+        table=arts["table"], metadata=qiime2.Metadata(df.head(10).rename_axis("feature-id")))
+    assert top.view(pd.DataFrame).shape[1] == 10
+    res = sample_classifier.actions.heatmap(table=arts["table"], importance=imp,
+                                            sample_metadata=col, feature_count=10,
+                                            group_samples=True)
+    assert str(res[0].type) == "Visualization"
