@@ -226,3 +226,58 @@ def test_feature_importance_feeds_consumers(aam, arts):
                                             sample_metadata=col, feature_count=10,
                                             group_samples=True)
     assert str(res[0].type) == "Visualization"
+
+
+def test_distance_matrix_missing_samples(aam, arts):
+    import skbio
+    ids = ex._data().sample_ids[:20]
+    dm = qiime2.Artifact.import_data("DistanceMatrix", skbio.DistanceMatrix(
+        np.ones((20, 20)) - np.eye(20), ids))
+    with pytest.raises(ValueError, match="4 sample\\(s\\) are not in the distance matrix: 'S020'"):
+        aam.actions.pretrain(table=arts["table"], sequences=arts["sequences"],
+                             distance_matrix=dm, **TINY)
+
+
+def test_nan_targets_name_the_samples(aam, arts):
+    df = arts["md"].to_dataframe()
+    df.loc[df.index[:2], "age"] = np.nan
+    col = qiime2.Metadata(df).get_column("age")
+    with pytest.raises(ValueError, match="2 sample\\(s\\).*no target value: 'S000', 'S001'"):
+        aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"], metadata=col,
+                                  **TINY)
+
+
+def test_freeze_base_needs_encoder(aam, arts):
+    with pytest.raises(ValueError, match="freeze-base needs a pretrained encoder"):
+        aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
+                                  metadata=arts["md"].get_column("age"), freeze_base=True, **TINY)
+
+
+def test_history_format_levels(tmp_path):
+    from q2_aam._formats import AAMHistoryDirFmt
+    rows = "".join(f"{i}\t0.5\n" for i in range(1, 10)) + "10\tbad\n"
+    (tmp_path / "history.tsv").write_text("epoch\tloss\n" + rows)
+    fmt = AAMHistoryDirFmt(str(tmp_path), mode="r")
+    fmt.validate(level="min")             # min reads the first rows only
+    with pytest.raises(Exception, match="line 11: 'bad' is not a number"):
+        fmt.validate(level="max")
+    (tmp_path / "history.tsv").write_text("loss\n1\n")
+    with pytest.raises(Exception, match="first column is 'epoch'"):
+        AAMHistoryDirFmt(str(tmp_path), mode="r").validate(level="min")
+
+
+def test_model_format_min_level_skips_tensor_header(model_dir):
+    from q2_aam._formats import AAMModelDirFmt
+    import struct
+    # a header that lies about a shape passes 'min' (files + JSON) but not 'max'
+    raw = (model_dir / "weights.safetensors").read_bytes()
+    n = struct.unpack("<Q", raw[:8])[0]
+    header = json.loads(raw[8:8 + n])
+    header["asv.tok.weight"]["shape"] = [9, header["asv.tok.weight"]["shape"][1]]
+    new = json.dumps(header, separators=(",", ":")).encode()
+    assert len(new) <= n
+    new += b" " * (n - len(new))
+    (model_dir / "weights.safetensors").write_bytes(raw[:8] + new + raw[8 + n:])
+    AAMModelDirFmt(str(model_dir), mode="r").validate(level="min")
+    with pytest.raises(Exception, match="asv.tok.weight"):
+        AAMModelDirFmt(str(model_dir), mode="r").validate(level="max")
