@@ -7,8 +7,8 @@
 """
 from __future__ import annotations
 
+import functools
 import warnings
-from pathlib import Path
 
 import numpy as np
 
@@ -129,9 +129,20 @@ def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None =
 
 
 # ---------------------------------------------------------------------------- training
-def _train(table, model_cfg, train_cfg, task, targets=None, distances=None, covariates=None,
-           class_weights=None, decode=None, groups=None, encoder: ModelBundle | None = None,
-           checkpoint_dir=None, log_dir=None, resume=True):
+def _train(table, model_cfg, train_cfg, task, **kw):
+    """Train in this process, or in ``train_cfg.devices`` processes on this node (DDP)."""
+    from .training.distributed import resolve_world, run_on_node, world_info
+    world = resolve_world(train_cfg)
+    if world > 1 and world_info()[1] == 1:
+        return run_on_node(_train_local, world, train_cfg.device,
+                           (table, model_cfg, train_cfg, task), kw)
+    return _train_local(table, model_cfg, train_cfg, task, **kw)
+
+
+def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None,
+                 covariates=None, class_weights=None, decode=None, groups=None,
+                 encoder: ModelBundle | None = None, checkpoint_dir=None, log_dir=None,
+                 resume=True):
     import torch
     from .models import AAM
     from .training import TaskData, Trainer
@@ -226,7 +237,7 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         if len(seen) < 2:
             raise ValueError("A classifier needs at least 2 classes among the training samples.")
     enc["name"] = targets.name if hasattr(targets, "name") else enc.get("name")
-    decode = (lambda z: decode_regression(enc, z)) if task == "regression" else None
+    decode = functools.partial(decode_regression, enc) if task == "regression" else None
     model, history, extra = _train(table, model_cfg, train_cfg, task, targets=y, distances=dist,
                                    covariates=codes, class_weights=weights, decode=decode,
                                    groups=groups, encoder=encoder, checkpoint_dir=checkpoint_dir,

@@ -84,6 +84,7 @@ class TrainConfig(_Serial):
     precision: str = "auto"              # auto | fp32 | bf16 | fp16
     compile: bool = False
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
+    devices: int = 1                     # processes on this node (0 = every visible GPU)
     seed: int = 0
     validation_fraction: float = 0.1
     patience: int = 10
@@ -105,6 +106,7 @@ class TrainConfig(_Serial):
     def validate(self):
         for n in ("epochs", "batch_size", "gradient_accumulation_steps", "max_nan_steps"):
             _check_range(n, getattr(self, n), 1)
+        _check_range("devices", self.devices, 0)
         _check_range("learning_rate", self.learning_rate, 0, lo_open=True)
         _check_range("validation_fraction", self.validation_fraction, 0, 0.9)
         _check_range("patience", self.patience, 0)

@@ -46,6 +46,11 @@ TRAIN = {
                              "execution where unsupported)."),
     "device": (Str % Choices(["auto", "cpu", "cuda"]), "auto",
                "Where to train: 'auto' uses a CUDA GPU when PyTorch sees one, else the CPU."),
+    "devices": (Int % Range(0, None), 0,
+                "Training processes on this machine: 0 = every visible GPU when training on "
+                "CUDA (one process on CPU); N > 1 trains with PyTorch DDP, each process taking "
+                "batch-size samples per step (the UniFrac loss still compares every pair of the "
+                "global batch)."),
     "random_seed": (Int, 0, "Seed for the split, batching, masking and initialisation: the "
                             "same seed on CPU gives the same model."),
     "validation_fraction": (Float % Range(0, 0.9, inclusive_end=True), 0.1,

@@ -54,3 +54,57 @@ def init_from_env(backend: str | None = None) -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
     dist.init_process_group(backend)
     return True
+
+
+def resolve_world(cfg) -> int:
+    """Processes to train with: ``devices``, where 0 means every visible GPU (1 on CPU)."""
+    import torch
+    n = cfg.devices
+    cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    if n == 0:
+        return max(1, torch.cuda.device_count()) if cuda else 1
+    if cuda and n > torch.cuda.device_count():
+        raise ValueError(f"devices={n} but PyTorch sees {torch.cuda.device_count()} GPU(s); "
+                         "lower devices (0 = all visible GPUs).")
+    return n
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _node_worker(rank, world, port, backend, fn, args, kwargs, out_path):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if backend == "nccl":
+        torch.cuda.set_device(rank)
+    dist.init_process_group(backend, rank=rank, world_size=world)
+    try:
+        model, history, extra = fn(*args, **kwargs)
+        if rank == 0:   # tensors and plain data only, loaded back with weights_only
+            torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                        "history": history, "extra": extra}, out_path)
+    finally:
+        dist.destroy_process_group()
+
+
+def run_on_node(fn, world: int, device: str, args, kwargs):
+    """Run ``fn(*args, **kwargs)`` in ``world`` processes on this node (PyTorch's own
+    torch.multiprocessing.spawn; NCCL on GPUs, gloo on CPU) and return rank 0's
+    (model, history, extra).  Clusters with several nodes use torchrun with the CLI instead."""
+    import tempfile
+
+    import torch.multiprocessing as mp
+    from ..models import AAM
+    backend = "nccl" if (device != "cpu" and torch.cuda.is_available()) else "gloo"
+    with tempfile.TemporaryDirectory() as tmp:
+        out = os.path.join(tmp, "rank0.pt")
+        mp.spawn(_node_worker, args=(world, _free_port(), backend, fn, args, kwargs, out),
+                 nprocs=world, join=True)
+        res = torch.load(out, weights_only=True)
+    model = AAM(args[1])
+    model.load_state_dict(res["state"])
+    return model, res["history"], res["extra"]

@@ -121,3 +121,22 @@ def test_training_world2_equals_world1(tmp_path):
     Trainer(model, TaskData(b, np.arange(16), np.array([], int), "regression"), cfg).fit()
     for k, v in model.state_dict().items():
         torch.testing.assert_close(ddp[k], v, atol=1e-5, rtol=1e-4, msg=k)
+
+
+def test_api_devices_spawns_workers_and_returns_rank0_model(example):
+    """`devices=2` on CPU: two gloo processes on this node; same model as one process with
+    the same global batch."""
+    from aam_engine import api
+    table, dist_m, md = example
+    mc = ModelConfig(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60,
+                     token_limit=24, dropout=0.0)
+    kw = dict(epochs=2, learning_rate=1e-3, nuc_penalty=0, progress=False,
+              validation_fraction=0.2, warmup_steps=0, seed=4, device="cpu")
+    two = api.fit(table, md["age"].to_dict(), "regression", mc,
+                  TrainConfig(batch_size=4, devices=2, **kw), distances=(table.sample_ids, dist_m))
+    one = api.fit(table, md["age"].to_dict(), "regression", mc,
+                  TrainConfig(batch_size=8, devices=1, **kw), distances=(table.sample_ids, dist_m))
+    for k, v in one.state_dict.items():
+        torch.testing.assert_close(two.state_dict[k], v, atol=1e-5, rtol=1e-4)
+    assert two.extra["validation"]["sample_ids"] == one.extra["validation"]["sample_ids"]
+    assert len(two.history) == 2
