@@ -148,16 +148,13 @@ def report(meta, rows) -> str:
         rs = [r for r in rows if r["split"] == kind]
         if not rs:
             continue
+        label = f"grouped by subject ({len(rs)} seeds)" if kind == "grouped" else "random"
         for m in ("aam", "rf"):
             lines.append(
-                f"| {kind} by subject ({len(rs)} seeds) | {rs[0]['n_train']}/{rs[0]['n_test']} | "
+                f"| {label} | {rs[0]['n_train']}/{rs[0]['n_test']} | "
                 f"{'AAM' if m == 'aam' else 'RandomForest'} | "
-                f"{ms([r['ibd'][m]['accuracy'] for r in rs])} | {ms([r['ibd'][m]['macro_f1'] for r in rs])} | "
-                f"{ms([r['age'][m]['mae'] for r in rs])} | {ms([r['age'][m]['r2'] for r in rs])} | "
-                f"{ms([r['encoder_heldout_unifrac_r2'] for r in rs]) if m == 'aam' else ''} |"
-                if kind == "grouped" else
-                f"| random | {rs[0]['n_train']}/{rs[0]['n_test']} | {'AAM' if m == 'aam' else 'RandomForest'} | "
-                f"{ms([r['ibd'][m]['accuracy'] for r in rs])} | {ms([r['ibd'][m]['macro_f1'] for r in rs])} | "
+                f"{ms([r['ibd'][m]['accuracy'] for r in rs])} | "
+                f"{ms([r['ibd'][m]['macro_f1'] for r in rs])} | "
                 f"{ms([r['age'][m]['mae'] for r in rs])} | {ms([r['age'][m]['r2'] for r in rs])} | "
                 f"{ms([r['encoder_heldout_unifrac_r2'] for r in rs]) if m == 'aam' else ''} |")
     return "\n".join(lines) + "\n"
