@@ -281,3 +281,10 @@ def test_model_format_min_level_skips_tensor_header(model_dir):
     AAMModelDirFmt(str(model_dir), mode="r").validate(level="min")
     with pytest.raises(Exception, match="asv.tok.weight"):
         AAMModelDirFmt(str(model_dir), mode="r").validate(level="max")
+
+
+def test_embedding_pcoa_feeds_emperor(aam, arts, encoder):
+    emperor = pytest.importorskip("qiime2.plugins.emperor", reason="q2-emperor not installed")
+    _, pcoa = aam.actions.embed(model=encoder[0], table=arts["table"], sequences=arts["sequences"])
+    viz, = emperor.visualizers.plot(pcoa=pcoa, metadata=arts["md"])
+    assert str(viz.type) == "Visualization"
