@@ -19,7 +19,7 @@ bench: setup
 	@$(PY) bench/throughput.py --device cpu --quick
 
 lint: setup
-	@$(PY) -m pyflakes aam_engine q2_aam tests bench 2>/dev/null || $(PY) -m compileall -q aam_engine q2_aam tests bench
+	@$(PY) -m pyflakes aam_engine q2_aam tests bench
 
 clean:
 	rm -rf demo-output .pytest_cache

@@ -33,7 +33,7 @@ if [ ! -f "$STAMP" ] || [ setup.py -nt "$STAMP" ] || [ ci/setup.sh -nt "$STAMP" 
     "$PY" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"; }
   echo "[setup] installing q2-aam (editable) + test tools" >&2
   # --no-deps for the scientific stack: Debian's numpy/pandas/scipy/skbio/biom/h5py must stay
-  "$PY" -m pip install -q --disable-pip-version-check safetensors tqdm pytest hypothesis
+  "$PY" -m pip install -q --disable-pip-version-check safetensors tqdm pytest hypothesis pyflakes
   # compat mode: a plain path entry, so packages added later are found without reinstalling
   "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
     --config-settings editable_mode=compat -e .

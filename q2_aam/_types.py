@@ -1,4 +1,3 @@
-from q2_types.sample_data import SampleData  # noqa: F401  (re-exported for examples)
 from qiime2.plugin import SemanticType
 
 # Names are global across plugins: q2-sample-classifier already owns Regressor / Classifier.

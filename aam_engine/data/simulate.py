@@ -27,41 +27,36 @@ class SimulatedData:
 
 
 def _build_tree(n_leaves, length, rng, rate):
-    """Recursive random bifurcations; returns (newick, leaf sequences, leaf clade labels)."""
+    """Recursive random bifurcations; returns (newick with leaves L0..Ln-1, leaf sequences)."""
     root = rng.integers(0, 4, size=length)
-    leaves, clades = [], []
+    leaves = []
 
-    def grow(seq, n, depth, clade):
+    def grow(seq, n):
         bl = float(rng.exponential(0.08))
         flip = rng.random(length) < 1 - np.exp(-rate * bl)
         seq = np.where(flip, rng.integers(0, 4, size=length), seq)
-        if depth == 1:
-            clade = int(rng.integers(0, 1 << 30))
         if n == 1:
             leaves.append(seq)
-            clades.append(clade)
             return f"L{len(leaves) - 1}:{bl:.5f}"
         k = int(rng.integers(1, n))
-        return f"({grow(seq, k, depth + 1, clade)},{grow(seq, n - k, depth + 1, clade)}):{bl:.5f}"
+        return f"({grow(seq, k)},{grow(seq, n - k)}):{bl:.5f}"
 
     k = max(1, n_leaves // 2)
-    nwk = f"({grow(root, k, 1, 0)},{grow(root, n_leaves - k, 1, 0)})root;"
-    return nwk, leaves, clades
+    return f"({grow(root, k)},{grow(root, n_leaves - k)})root;", leaves
 
 
 def simulate(n_samples: int = 60, n_features: int = 120, seq_length: int = 150,
              depth: int = 2000, seed: int = 0, hashed_ids: bool = True,
              mutation_rate: float = 2.0) -> SimulatedData:
     rng = np.random.default_rng(seed)
-    nwk, leaf_seqs, _ = _build_tree(n_features, seq_length, rng, mutation_rate)
+    nwk, leaf_seqs = _build_tree(n_features, seq_length, rng, mutation_rate)
     seqs = ["".join(BASES[s]) for s in leaf_seqs]
     for i in range(len(seqs)):       # keep sequences unique (a collision is vanishingly rare)
         while seqs[i] in seqs[:i]:
             seqs[i] = "".join(BASES[rng.integers(0, 4, size=seq_length)])
     ids = [hashlib.md5(s.encode()).hexdigest() if hashed_ids else s for s in seqs]
-    # rename leaves L{i} -> feature id (one pass, longest labels first so L1 never eats L12)
-    for i in sorted(range(len(ids)), key=lambda i: -len(str(i))):
-        nwk = nwk.replace(f"L{i}:", f"{ids[i]}:")
+    for i, fid in enumerate(ids):            # "L1:" never matches inside "L12:"
+        nwk = nwk.replace(f"L{i}:", f"{fid}:")
 
     # two informative clades: contiguous leaf blocks are clades of the recursive tree
     order = np.arange(n_features)

@@ -6,7 +6,6 @@ validated table.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 
@@ -155,10 +154,6 @@ class SampleTable:
     def to_biom(self):
         import biom
         return biom.Table(self.counts.T.tocsr(), self.feature_ids, self.sample_ids)
-
-    def feature_fingerprint(self) -> str:
-        """Stable hash of the feature sequences (used to key cached ASV vectors)."""
-        return hashlib.sha1("\n".join(self.sequences).encode()).hexdigest()
 
     # ------------------------------------------------------------------ transformations
     def subset(self, sample_ids) -> "SampleTable":

@@ -3,7 +3,6 @@ schedulers, early stopping, a NaN/Inf guard, best + last checkpoints and exact r
 distributed path (DDP; pairwise UniFrac loss over the GLOBAL batch)."""
 from __future__ import annotations
 
-import copy
 import math
 import os
 import sys

@@ -2,7 +2,6 @@ import hashlib
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from hypothesis import given, settings, strategies as st
 
 from aam_engine.data import (BatchBuilder, SampleTable, align_distances, check_distance_matrix,
@@ -116,7 +115,6 @@ def test_batch_dedup_reconstructs_slots(example, rng):
     b = bb.build(rows, rng)
     full = tokenize(table.sequences, 60)
     for i, r in enumerate(rows):
-        feats, cnts = bb.select(r, None) if bb.selection == "abundance" else (None, None)
         n = b.mask[i].sum()
         slot_feats = b.unique_features[b.slot_index[i, :n]]
         # every slot's tokens are the tokens of the feature it names
