@@ -59,8 +59,8 @@ def history_frame(bundle: ModelBundle) -> pd.DataFrame:
 def _check_model(model: ModelBundle, *tasks):
     if model.task not in tasks:
         want = " or ".join(TYPE_NAME[t] for t in tasks)
-        raise ValueError(f"This action needs {want}, but the model given is a {model.task} "
-                         f"model ({TYPE_NAME[model.task]}).")
+        raise ValueError(f"This action needs {want}, but was given an "
+                         f"{TYPE_NAME[model.task]} ({model.task} model).")
 
 
 def _announce(what: str, params: dict):
