@@ -157,12 +157,22 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     model = AAM(model_cfg)
     if encoder is not None:
         model.load_encoder_from(encoder.build_model())
+    if train_cfg.memory_budget_mb > 0:
+        from .training.autobatch import auto_batch_size
+        from .training.runtime import resolve_device
+        pick = auto_batch_size(model.to(resolve_device(train_cfg.device)), builder,
+                               data.train_rows, train_cfg.memory_budget_mb,
+                               resolve_device(train_cfg.device))
+        train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(),
+                                           "batch_size": pick["batch_size"]})
+        torch.manual_seed(train_cfg.seed)     # the trial steps must not shift the RNG
     trainer = Trainer(model, data, train_cfg, checkpoint_dir, log_dir)
     history = trainer.fit(resume=resume)
     extra = {"n_samples": table.n_samples, "n_features": table.n_features,
              "train_samples": train_ids, "validation_samples": val_ids,
              "skipped_steps": trainer.state["skipped_steps"],
-             "precision": trainer.precision, "device": str(trainer.device)}
+             "precision": trainer.precision, "device": str(trainer.device),
+             "batch_size": train_cfg.batch_size}
     if trainer.rank == 0 and val_ids:
         extra["validation"] = validation_outputs(trainer, model, data, val_ids)
     return model, history, extra

@@ -85,6 +85,7 @@ class TrainConfig(_Serial):
     compile: bool = False
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     devices: int = 1                     # processes on this node (0 = every visible GPU)
+    memory_budget_mb: float = 0.0        # > 0: batch_size chosen to fit this (trial steps)
     seed: int = 0
     validation_fraction: float = 0.1
     patience: int = 10
@@ -107,6 +108,7 @@ class TrainConfig(_Serial):
         for n in ("epochs", "batch_size", "gradient_accumulation_steps", "max_nan_steps"):
             _check_range(n, getattr(self, n), 1)
         _check_range("devices", self.devices, 0)
+        _check_range("memory_budget_mb", self.memory_budget_mb, 0)
         _check_range("learning_rate", self.learning_rate, 0, lo_open=True)
         _check_range("validation_fraction", self.validation_fraction, 0, 0.9)
         _check_range("patience", self.patience, 0)

@@ -139,3 +139,28 @@ def test_train_config_validation():
         TrainConfig(device="tpu").validate()
     with pytest.raises(ValueError, match="unknown settings"):
         TrainConfig.from_dict({"epochz": 3})
+
+
+def test_auto_batch_size_from_trial_steps(example):
+    from aam_engine.training.autobatch import activation_bytes, auto_batch_size
+    table, dist, _ = example
+    bb = BatchBuilder(table, TINY["token_limit"], TINY["max_bp"], distances=dist, mask_ratio=0.15)
+    model = tiny()
+    b4 = activation_bytes(model, bb.build(list(range(4)), np.random.default_rng(0), True).to_torch())
+    b8 = activation_bytes(model, bb.build(list(range(8)), np.random.default_rng(0), True).to_torch())
+    assert b8 > b4 > 0   # grows with the batch (sub-linearly: shared ASVs are encoded once)
+    small = auto_batch_size(model, bb, np.arange(40), memory_budget_mb=8)
+    large = auto_batch_size(model, bb, np.arange(40), memory_budget_mb=64)
+    assert 2 <= small["batch_size"] < large["batch_size"] <= 40
+    assert small["per_sample_mb"] > 0
+    with pytest.raises(ValueError, match="does not fit even a batch of 2"):
+        auto_batch_size(model, bb, np.arange(40), memory_budget_mb=0.001)
+
+
+def test_api_memory_budget_picks_the_batch_size(example):
+    from aam_engine import api
+    table, dist, _ = example
+    enc = api.pretrain(table, ModelConfig(**TINY), TrainConfig(epochs=1, memory_budget_mb=16,
+                                                               progress=False),
+                       distances=(table.sample_ids, dist))
+    assert 2 <= enc.extra["batch_size"] and enc.train_config.memory_budget_mb == 16
