@@ -168,6 +168,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
         torch.manual_seed(train_cfg.seed)     # the trial steps must not shift the RNG
     trainer = Trainer(model, data, train_cfg, checkpoint_dir, log_dir)
     history = trainer.fit(resume=resume)
+    model = trainer.export_model()
     extra = {"n_samples": table.n_samples, "n_features": table.n_features,
              "train_samples": train_ids, "validation_samples": val_ids,
              "skipped_steps": trainer.state["skipped_steps"],

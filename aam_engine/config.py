@@ -85,6 +85,7 @@ class TrainConfig(_Serial):
     compile: bool = False
     device: str = "auto"                 # auto | cpu | cuda | cuda:N
     devices: int = 1                     # processes on this node (0 = every visible GPU)
+    strategy: str = "ddp"                # ddp | fsdp (parameters sharded across processes)
     memory_budget_mb: float = 0.0        # > 0: batch_size chosen to fit this (trial steps)
     seed: int = 0
     validation_fraction: float = 0.1
@@ -117,6 +118,7 @@ class TrainConfig(_Serial):
                   "max_grad_norm", "warmup_steps"):
             _check_range(n, getattr(self, n), 0)
         _check_choice("optimizer", self.optimizer, ("adamw", "adam", "sgd"))
+        _check_choice("strategy", self.strategy, ("ddp", "fsdp"))
         _check_choice("scheduler", self.scheduler,
                       ("warmup_cosine", "cosine_restarts", "plateau", "onecycle", "constant"))
         _check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))

@@ -51,6 +51,9 @@ TRAIN = {
                 "CUDA (one process on CPU); N > 1 trains with PyTorch DDP, each process taking "
                 "batch-size samples per step (the UniFrac loss still compares every pair of the "
                 "global batch)."),
+    "strategy": (Str % Choices(["ddp", "fsdp"]), "ddp",
+                 "With devices > 1: 'ddp' replicates the model in every process; 'fsdp' "
+                 "shards parameters, gradients and optimizer state across them (large models)."),
     "random_seed": (Int, 0, "Seed for the split, batching, masking and initialisation: the "
                             "same seed on CPU gives the same model."),
     "validation_fraction": (Float % Range(0, 0.9, inclusive_end=True), 0.1,

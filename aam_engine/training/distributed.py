@@ -87,6 +87,7 @@ def _node_worker(rank, world, port, backend, fn, args, kwargs, out_path):
         if rank == 0:   # tensors and plain data only, loaded back with weights_only
             torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                         "history": history, "extra": extra}, out_path)
+        dist.barrier()     # nobody tears down while a peer is still talking (gloo aborts)
     finally:
         dist.destroy_process_group()
 

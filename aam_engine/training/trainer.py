@@ -73,7 +73,16 @@ class Trainer:
                               torch.as_tensor(data.class_weights, dtype=torch.float32,
                                               device=self.device))
         wrapped = model
-        if self.world > 1:
+        self.fsdp = self.world > 1 and cfg.strategy == "fsdp"
+        if self.fsdp:
+            if self.frozen:
+                raise ValueError("strategy 'fsdp' does not support freeze_base (a frozen encoder "
+                                 "is small to train); use strategy 'ddp'.")
+            from torch.distributed.fsdp import fully_shard
+            for blk in list(model.asv.blocks) + list(model.sample.blocks):
+                fully_shard(blk)
+            fully_shard(model)
+        elif self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
             wrapped = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda"
                           else None, find_unused_parameters=True)
@@ -205,6 +214,8 @@ class Trainer:
                 norm = torch.nn.utils.clip_grad_norm_(
                     [p for p in self.model.parameters() if p.requires_grad],
                     cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+                if hasattr(norm, "full_tensor"):       # FSDP: a sharded (DTensor) norm
+                    norm = norm.full_tensor()
                 if not torch.isfinite(norm) and self.precision != "fp16":
                     self.opt.zero_grad(set_to_none=True)
                     self._skip(f"gradient norm is {norm.item()}")
@@ -311,8 +322,51 @@ class Trainer:
         return total, parts
 
     # ------------------------------------------------------------------ checkpoints
+    def model_state(self) -> dict:
+        """The full (unsharded) model state; a collective call under FSDP."""
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 get_model_state_dict)
+            return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
+        return self.model.state_dict()
+
+    def load_model_state(self, state: dict):
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 set_model_state_dict)
+            set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
+        else:
+            self.model.load_state_dict(state)
+
+    def _optim_state(self):
+        if self.fsdp:   # keyed by parameter name, full: loads on any world size
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 get_optimizer_state_dict)
+            return get_optimizer_state_dict(self.model, self.opt,
+                                            options=StateDictOptions(full_state_dict=True))
+        return self.opt.state_dict()
+
+    def _load_optim_state(self, state):
+        if self.fsdp:
+            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
+                                                                 set_optimizer_state_dict)
+            set_optimizer_state_dict(self.model, self.opt, state,
+                                     options=StateDictOptions(full_state_dict=True))
+        else:
+            self.opt.load_state_dict(state)
+
+    def export_model(self):
+        """A plain (unwrapped, unsharded) model with the trained weights; collective."""
+        if not self.fsdp:
+            return self.model
+        from ..models import AAM
+        state = {k: v.detach().cpu() for k, v in self.model_state().items()}
+        plain = AAM(self.model.cfg)
+        plain.load_state_dict(state)
+        return plain.to(self.device)
+
     def _checkpoint(self):
-        return {"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+        return {"model": self.model_state(), "optimizer": self._optim_state(),
                 "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
                 "state": self.state, "best_state": self.best_state,
                 "torch_rng": torch.get_rng_state(),
@@ -320,10 +374,12 @@ class Trainer:
                              if self.device.type == "cuda" else torch.empty(0))}
 
     def save_checkpoint(self):
-        if self.ckpt_dir is None or self.rank != 0:
+        if self.ckpt_dir is None:
             return
-        self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        atomic_torch_save(self._checkpoint(), self.ckpt_dir / "last.pt")
+        ck = self._checkpoint()          # every rank: gathering FSDP shards is collective
+        if self.rank == 0:
+            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
+            atomic_torch_save(ck, self.ckpt_dir / "last.pt")
 
     def try_resume(self) -> bool:
         path = self.ckpt_dir / "last.pt" if self.ckpt_dir else None
@@ -331,8 +387,8 @@ class Trainer:
             return False
         # weights_only: a checkpoint is tensors and plain containers, never arbitrary objects
         ck = torch.load(path, map_location=self.device, weights_only=True)
-        self.model.load_state_dict(ck["model"])
-        self.opt.load_state_dict(ck["optimizer"])
+        self.load_model_state(ck["model"])
+        self._load_optim_state(ck["optimizer"])
         self.sched.load_state_dict(ck["scheduler"])
         self.scaler.load_state_dict(ck["scaler"])
         self.state = ck["state"]
@@ -372,7 +428,7 @@ class Trainer:
                 self.state["best"] = float(monitor) if np.isfinite(monitor) else self.state["best"]
                 self.state["bad_epochs"] = 0
                 self.best_state = {k: v.detach().clone().cpu()
-                                   for k, v in self.model.state_dict().items()}
+                                   for k, v in self.model_state().items()}
                 rec["best"] = 1
             else:
                 self.state["bad_epochs"] += 1
@@ -392,7 +448,7 @@ class Trainer:
                     print(f"early stop: no improvement for {cfg.patience} epochs", file=sys.stderr)
                 break
         if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
+            self.load_model_state(self.best_state)
         if self.writer is not None:
             self.writer.close()
         return self.state["history"]

@@ -74,19 +74,25 @@ def _worker_grads(rank, world, path, outdir):
     loss, grads = _loss_and_grads(model, local.to_torch(), torch.as_tensor(b.distances), world, rank)
     if rank == 0:
         torch.save({"loss": loss, "grads": grads}, os.path.join(outdir, "ddp.pt"))
+    dist.barrier()          # nobody tears down while a peer is still talking
     dist.destroy_process_group()
 
 
-def _worker_train(rank, world, path, outdir, batch_size):
+def _worker_train(rank, world, path, outdir, batch_size, strategy="ddp", ckpt=None):
     _init(rank, world, path)
     b = _builder()
     torch.manual_seed(0)
     model = AAM(MC)
     cfg = TrainConfig(epochs=2, batch_size=batch_size, learning_rate=1e-3, nuc_penalty=0,
-                      progress=False, validation_fraction=0, warmup_steps=0, seed=3)
-    Trainer(model, TaskData(b, np.arange(16), np.array([], int), "regression"), cfg).fit()
+                      progress=False, validation_fraction=0, warmup_steps=0, seed=3,
+                      strategy=strategy)
+    trainer = Trainer(model, TaskData(b, np.arange(16), np.array([], int), "regression"), cfg,
+                      checkpoint_dir=ckpt)
+    trainer.fit()
+    state = trainer.export_model().state_dict()
     if rank == 0:
-        torch.save(model.state_dict(), os.path.join(outdir, "ddp_model.pt"))
+        torch.save(state, os.path.join(outdir, "ddp_model.pt"))
+    dist.barrier()          # nobody tears down while a peer is still talking
     dist.destroy_process_group()
 
 
@@ -110,9 +116,14 @@ def test_gathered_pairwise_loss_and_grads_equal_single_process(tmp_path):
         torch.testing.assert_close(ddp["grads"][n], g, atol=1e-5, rtol=1e-4)
 
 
-def test_training_world2_equals_world1(tmp_path):
-    _spawn(_worker_train, str(tmp_path), 4)
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_training_world2_equals_world1(tmp_path, strategy):
+    ckpt = str(tmp_path / "ck")
+    _spawn(_worker_train, str(tmp_path), 4, strategy, ckpt)
     ddp = torch.load(tmp_path / "ddp_model.pt", weights_only=True)
+    # the checkpoint holds full tensors: a single process loads it, whatever the strategy
+    ck = torch.load(tmp_path / "ck" / "last.pt", weights_only=True)
+    AAM(MC).load_state_dict(ck["model"])
     b = _builder()
     torch.manual_seed(0)
     model = AAM(MC)
