@@ -115,8 +115,9 @@ def decode_regression(enc: dict, z):
 
 def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None = None):
     """{column: {sample: value}} -> (codes [n, K], levels {column: [values]}); unknown = 0."""
-    if not covariates:
+    if not covariates and not levels:
         return None, {}
+    covariates = covariates or {}
     levels = dict(levels) if levels else {c: sorted({str(v) for v in col.values()
                                                      if v is not None and str(v) != "nan"})
                                           for c, col in covariates.items()}
@@ -276,12 +277,12 @@ def _inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covar
     from .training.runtime import resolve_device
     dev = resolve_device(device)
     model = bundle.build_model().to(dev)
-    codes, _ = encode_covariates(covariates, table.sample_ids, bundle.covariates or None) \
-        if bundle.covariates else (None, {})
-    if bundle.covariates and covariates is None:
-        warnings.warn(f"The model was trained with covariates {list(bundle.covariates)}; none "
-                      "were given, so they are treated as unknown.")
-        codes = np.zeros((table.n_samples, len(bundle.covariates)), dtype=np.int64)
+    codes = None
+    if bundle.covariates:
+        if covariates is None:
+            warnings.warn(f"The model was trained with covariates {list(bundle.covariates)}; "
+                          "none were given, so they are treated as unknown.")
+        codes, _ = encode_covariates(covariates, table.sample_ids, bundle.covariates)
     mc = bundle.model_config
     builder = BatchBuilder(table, mc.token_limit, mc.max_bp, "abundance", covariates=codes)
     return model, builder, dev

@@ -88,8 +88,7 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     cache = None
     mask_ratio = 0.15
     if case == "cached":
-        for m in (model.asv,):
-            m.requires_grad_(False)
+        model.asv.requires_grad_(False)
         cache = model.asv_vectors(torch.as_tensor(BatchBuilder(table, mcfg.token_limit,
                                                                mcfg.max_bp).feature_tokens,
                                                   device=dev))

@@ -59,9 +59,8 @@ def simulate(n_samples: int = 60, n_features: int = 120, seq_length: int = 150,
         nwk = nwk.replace(f"L{i}:", f"{fid}:")
 
     # two informative clades: contiguous leaf blocks are clades of the recursive tree
-    order = np.arange(n_features)
-    age_block = order[: max(2, n_features // 6)]
-    group_block = order[n_features // 2: n_features // 2 + max(2, n_features // 6)]
+    age_block = np.arange(max(2, n_features // 6))
+    group_block = n_features // 2 + np.arange(max(2, n_features // 6))
 
     age = rng.uniform(1, 80, size=n_samples).round(1)
     group = rng.choice(["gut", "oral"], size=n_samples)

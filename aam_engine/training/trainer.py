@@ -145,9 +145,11 @@ class Trainer:
                      nuc_targets=None if batch.nuc_targets is None else batch.nuc_targets[used])
 
     # ------------------------------------------------------------------ losses
-    def _losses(self, out, t):
+    def _losses(self, out, t, pair: bool = True):
+        """Weighted total and parts.  ``pair=False`` (evaluation) leaves out the pairwise
+        loss, which evaluation scores over the whole set instead of per batch."""
         parts = {}
-        if self.use_pair:
+        if self.use_pair and pair:
             emb = out["embedding"]
             if self.world > 1:
                 emb = gather_with_grad(emb)
@@ -285,7 +287,7 @@ class Trainer:
             if self.use_target:
                 preds.append(out["prediction"].float().cpu().numpy())
                 targets.append(batch.targets)
-            _, parts = self._losses_eval(out, t)
+            _, parts = self._losses(out, t, pair=False)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * batch.size
             n_seen += batch.size
@@ -311,15 +313,6 @@ class Trainer:
         res["val_loss"] = sum(w[k[4:]] * v for k, v in res.items()
                               if k[4:] in w and not k.endswith("accuracy"))
         return res
-
-    def _losses_eval(self, out, t):
-        saved, self.world = self.world, 1   # per-batch, no gathering in evaluation
-        try:
-            total, parts = self._losses(out, t)
-        finally:
-            self.world = saved
-        parts.pop("pair", None)             # pairwise is scored over the whole set instead
-        return total, parts
 
     # ------------------------------------------------------------------ checkpoints
     def model_state(self) -> dict:
