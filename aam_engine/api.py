@@ -35,6 +35,18 @@ def resolve_distances(table: SampleTable, distances=None, tree=None, metric="unw
     return table, None
 
 
+AUTO_MAX_BP = 150   # max_bp 0: the longest sequence of the table, at most this
+
+
+def resolve_sizes(model_cfg: ModelConfig, table: SampleTable, **fixed) -> ModelConfig:
+    """The model configuration with ``fixed`` settings applied and max_bp 0 replaced by the
+    longest sequence of the table (capped at AUTO_MAX_BP): shorter amplicons are not padded."""
+    d = {**model_cfg.to_dict(), **fixed}
+    if not d["max_bp"]:
+        d["max_bp"] = min(AUTO_MAX_BP, max(len(s) for s in table.sequences))
+    return ModelConfig.from_dict(d)
+
+
 def _split(sample_ids, cfg: TrainConfig, groups):
     return split_ids(sample_ids, cfg.validation_fraction, cfg.seed, groups)
 
@@ -173,6 +185,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     extra = {"n_samples": table.n_samples, "n_features": table.n_features,
              "train_samples": train_ids, "validation_samples": val_ids,
              "skipped_steps": trainer.state["skipped_steps"],
+             "optimizer_steps": trainer.state["step"],
              "precision": trainer.precision, "device": str(trainer.device),
              "batch_size": train_cfg.batch_size}
     if trainer.rank == 0 and val_ids:
@@ -182,6 +195,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
 
 def validation_outputs(trainer, model, data, val_ids):
     """Per-sample validation predictions (for the summary plots)."""
+    from .training.trainer import run_model
     out = run_model(model, data.builder, data.val_rows, trainer.device, trainer.asv_cache,
                     key="prediction" if data.task != "encoder" else "embedding")
     if data.task == "regression":
@@ -200,9 +214,9 @@ def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
              rarefaction_depth: int | None = None, groups=None, checkpoint_dir=None,
              log_dir=None) -> ModelBundle:
     """Self-supervised pretraining: UniFrac distances + masked nucleotides."""
-    model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), "task": "encoder"})
     train_cfg.validate()
     table = prepare_table(table, rarefaction_depth, train_cfg.seed)
+    model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
     table, dist = resolve_distances(table, distances, tree, metric)
     if dist is None and train_cfg.nuc_penalty == 0:
         raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
@@ -217,9 +231,21 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         train_cfg: TrainConfig, encoder: ModelBundle | None = None, covariates: dict | None = None,
         distances=None, tree=None, metric="unweighted", rarefaction_depth=None, groups=None,
         missing_samples: str = "error", checkpoint_dir=None, log_dir=None) -> ModelBundle:
-    """Fine-tune (or train from scratch) a regressor / classifier on a metadata column."""
+    """Fine-tune (or train from scratch) a regressor / classifier on a metadata column.
+
+    With ``freeze_base`` (the default) the head is trained on a fixed, pretrained encoder: the
+    one given, or, without one but with distances / a tree, one pretrained here first on the
+    table's UniFrac (every sample of the table, labelled or not).  ``freeze_base=False``
+    fine-tunes the given encoder, or trains the whole model from scratch."""
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    if encoder is None and model_cfg.freeze_base and (distances is not None or tree is not None):
+        sub = lambda d, name: None if d is None else f"{d}/{name}"
+        encoder = pretrain(table, model_cfg, train_cfg, distances, tree, metric,
+                           rarefaction_depth, groups, sub(checkpoint_dir, "pretrain"),
+                           sub(log_dir, "pretrain"))
+        distances = tree = None
+        checkpoint_dir, log_dir = sub(checkpoint_dir, "head"), sub(log_dir, "head")
     if encoder is not None:
         if encoder.task != "encoder" and encoder.task != task:
             raise ValueError(f"The model given as encoder is a {encoder.task} model; give an "
@@ -228,7 +254,7 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), **{
             k: getattr(ec, k) for k in ("embedding_dim", "attention_heads", "attention_layers",
                                         "intermediate_ratio", "max_bp", "token_limit",
-                                        "embedding_out", "count_head")}})
+                                        "embedding_out", "count_head", "kmer_size")}})
     train_cfg.validate()
     table = prepare_table(table, rarefaction_depth, train_cfg.seed)
     keep, y, enc, weights = encode_targets(targets, task, table.sample_ids, missing_samples,
@@ -240,10 +266,12 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         keep_set = set(table.sample_ids)
         y = y[[i for i, s in enumerate(keep) if s in keep_set]]
     codes, levels = encode_covariates(covariates, table.sample_ids)
-    model_cfg = ModelConfig.from_dict({
-        **model_cfg.to_dict(), "task": task,
-        "n_outputs": len(enc["classes"]) if task == "classification" else 1,
-        "covariate_sizes": [len(v) for v in levels.values()]})
+    model_cfg = resolve_sizes(
+        model_cfg, table, task=task,
+        n_outputs=len(enc["classes"]) if task == "classification" else 1,
+        covariate_sizes=[len(v) for v in levels.values()],
+        # freeze_base applies to a pretrained encoder; without one the whole model trains
+        freeze_base=model_cfg.freeze_base and encoder is not None)
     if task == "classification":
         seen = set(y.tolist())
         if len(seen) < 2:
@@ -259,20 +287,6 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
 
 
 # ---------------------------------------------------------------------------- inference
-def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="prediction",
-              batch_size: int = 32):
-    import torch
-    model.eval()
-    if asv_cache is None:
-        asv_cache = model.asv_vectors(torch.as_tensor(builder.feature_tokens, device=device))
-    outs = []
-    with torch.no_grad():
-        for batch in builder.batches(rows, batch_size):
-            t = batch.to_torch(device)
-            outs.append(model(**t, asv_cache=asv_cache)[key].float().cpu().numpy())
-    return np.concatenate(outs)
-
-
 def _inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None):
     from .training.runtime import resolve_device
     dev = resolve_device(device)
@@ -295,6 +309,7 @@ def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: st
     if bundle.task == "encoder":
         raise ValueError("This model is an encoder (from `pretrain`): it has no prediction head. "
                          "Fine-tune it with fit-regressor / fit-classifier first, or use `embed`.")
+    from .training.trainer import run_model
     model, builder, dev = _inference_setup(bundle, table, device, covariates)
     out = run_model(model, builder, np.arange(table.n_samples), dev, batch_size=batch_size)
     if bundle.task == "regression":
@@ -307,6 +322,7 @@ def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: st
 
 def embed(bundle: ModelBundle, table: SampleTable, device: str = "auto", batch_size: int = 32):
     """(sample_ids, embeddings [n, dim]) in the model's UniFrac embedding space."""
+    from .training.trainer import run_model
     model, builder, dev = _inference_setup(bundle, table, device)
     return table.sample_ids, run_model(model, builder, np.arange(table.n_samples), dev,
                                        key="embedding", batch_size=batch_size)

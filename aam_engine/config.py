@@ -40,27 +40,32 @@ class ModelConfig(_Serial):
     attention_heads: int = 4
     attention_layers: int = 4          # per encoder (ASV level and sample level)
     intermediate_ratio: int = 4        # feed-forward width / embedding_dim
-    dropout: float = 0.1
-    max_bp: int = 150
+    dropout: float = 0.0
+    max_bp: int = 0                    # nucleotides read per ASV; 0 = from the data (longest, <= 150)
+    kmer_size: int = 6                 # k-mer profile of each ASV added to its vector (0 = off)
     token_limit: int = 1024
     embedding_out: int = 0             # size of the UniFrac embedding space (0 = embedding_dim)
     count_head: bool = False
     # fine-tuning head
+    head_pools: int = 1                # attention pools over the ASVs that the head reads
     n_outputs: int = 1                 # 1 for regression, n classes for classification
     output_activation: str = "linear"  # linear | softplus | exp | bounded
     covariate_sizes: list = field(default_factory=list)  # categories per covariate (excl. unknown)
     covariate_fusion: str = "concat"   # concat | add
-    freeze_base: bool = False
+    freeze_base: bool = True           # with a pretrained encoder: train the head only
 
     def validate(self):
         _check_choice("task", self.task, TASKS)
-        for n in ("embedding_dim", "attention_heads", "attention_layers", "max_bp",
+        _check_range("max_bp", self.max_bp, 0)
+        for n in ("embedding_dim", "attention_heads", "attention_layers",
                   "token_limit", "intermediate_ratio", "n_outputs"):
             _check_range(n, getattr(self, n), 1)
         if self.embedding_dim % self.attention_heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by "
                              f"attention_heads ({self.attention_heads})")
         _check_range("dropout", self.dropout, 0, 0.9)
+        _check_range("kmer_size", self.kmer_size, 0, 8)
+        _check_range("head_pools", self.head_pools, 0, 64)
         _check_range("embedding_out", self.embedding_out, 0)
         _check_choice("output_activation", self.output_activation,
                       ("linear", "softplus", "exp", "bounded"))
@@ -73,8 +78,8 @@ class ModelConfig(_Serial):
 @dataclass
 class TrainConfig(_Serial):
     epochs: int = 100
-    batch_size: int = 8
-    learning_rate: float = 1e-4
+    batch_size: int = 16
+    learning_rate: float = 1e-3
     weight_decay: float = 0.01
     optimizer: str = "adamw"             # adamw | adam | sgd
     scheduler: str = "warmup_cosine"     # warmup_cosine | cosine_restarts | plateau | onecycle | constant
@@ -92,7 +97,7 @@ class TrainConfig(_Serial):
     patience: int = 10
     # objectives
     penalty: float = 1.0                 # UniFrac pairwise loss
-    nuc_penalty: float = 1.0             # masked nucleotides
+    nuc_penalty: float = 0.0             # masked nucleotides (0 = off)
     target_penalty: float = 1.0
     count_penalty: float = 0.0
     mask_ratio: float = 0.15

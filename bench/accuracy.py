@@ -1,13 +1,23 @@
-"""Accuracy: AAM (pretrain on UniFrac, then fine-tune) against scikit-learn's RandomForest with
-q2-sample-classifier's defaults, on the same splits and the same (rarefied) table.
+"""Accuracy: AAM against scikit-learn's RandomForest on every shared dataset with a usable
+target, on the same held-out samples of the same (rarefied) tables.
 
-Dataset: ../shared/data/ibd-2538 (Halfvarson et al. 2017; 24 subjects sampled over time).
-Targets: `ibd` (Crohn's vs control: accuracy, macro F1) and `age` (MAE, R²).
-Splits: grouped by host_subject_id (honest; several seeds) and one plain random split to show
-the leakage gap.  The encoder's UniFrac fit is scored on the held-out samples.
+For each dataset and split: pretrain an encoder on the training samples' UniFrac, then fine-tune
+a head for each target with the plugin's defaults (only the model size is CPU-sized).  Rows:
+  AAM       the fine-tuned model (engine defaults = plugin defaults);
+  probe     logistic / ridge regression on the frozen encoder's standardised embeddings;
+  RF        RandomForest with q2-sample-classifier's defaults on the raw counts.
+Metrics on held-out samples only; the fraction of test predictions equal to the most common
+one ('const') sits beside every classifier; the encoder's held-out UniFrac fit (R², Pearson,
+Spearman) and optimizer steps / wall time beside AAM.  Splits are grouped by subject wherever
+subjects repeat (several seeds), plus one plain random split on ibd-2538 to show the leakage.
 
-    python bench/accuracy.py                       # 3 grouped seeds + 1 random split
-    python bench/accuracy.py --seeds 0 --epochs 4  # quick look
+    python bench/accuracy.py                                  # every dataset, 3 seeds
+    python bench/accuracy.py --datasets sleep-apnea --seeds 0 # quick look
+    python bench/accuracy.py --datasets sleep-apnea --set nuc_penalty=1 --tag nuc1   # ablation
+
+``--set key=value`` overrides one engine default (model or training setting) for AAM, so an
+ablation row differs from the default row in exactly one setting.  Results go to
+bench/results/accuracy[-TAG].json and .md.
 """
 from __future__ import annotations
 
@@ -24,29 +34,44 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = Path(os.environ.get("AAM_SHARED_DATA", ROOT.parent / "shared" / "data")) / "ibd-2538"
+DATA = Path(os.environ.get("AAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
 
+# name: files, rarefaction depth, subject column, targets (column, classify), random split too
+DATASETS = {
+    "ibd-2538": dict(table="table.qza", sequences=None, tree="tree-pruned.nwk", depth=5000,
+                     group="host_subject_id", targets=[("ibd", True), ("age", False)],
+                     random_split=True),
+    "sleep-apnea": dict(table="table.biom", sequences=None, tree="tree.nwk", depth=1000,
+                        group="host_subject_id", targets=[("exposure_type", True)]),
+    "moving-pictures-dada2": dict(table="table.biom", sequences="seqs.fasta", tree="tree.nwk",
+                                  depth=1100, group="subject", targets=[("body-site", True)]),
+    "pd-mice": dict(table="table.biom", sequences="seqs.fasta", tree="tree.nwk", depth=1000,
+                    group="mouse_id", targets=[("donor_status", True)]),
+}
+# CPU-sized model: the only settings that differ from the plugin's defaults (plus epochs)
+CPU_SIZE = dict(embedding_dim=64, attention_heads=4, attention_layers=2, token_limit=256)
 
-def load():
+
+def read_metadata(path):
+    """Sample-indexed DataFrame of strings (QIIME 2 metadata: '#q2:types' row skipped)."""
     import pandas as pd
-    from aam_engine.data import compute_unifrac, load_biom
+    md = pd.read_csv(path, sep="\t", dtype=str, comment=None)
+    md = md[~md.iloc[:, 0].astype(str).str.startswith("#")]
+    return md.set_index(md.columns[0])
+
+
+def load(name):
+    from aam_engine.data import compute_unifrac, load_biom, read_fasta
+    spec, d = DATASETS[name], DATA / name
     warnings.simplefilter("ignore")
-    table = load_biom(DATA / "table.qza")
-    md = pd.read_csv(DATA / "metadata.tsv", sep="\t", dtype=str).set_index("sample_name")
-    keep = [s for s in table.sample_ids if s in md.index]
-    table = table.subset(keep).rarefy(5000, seed=0)
-    table, dist = compute_unifrac(table, DATA / "tree-pruned.nwk")
-    md = md.loc[table.sample_ids]
-    return table, dist, md
-
-
-def rf(train_X, train_y, test_X, classify: bool, seed: int):
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    cls = RandomForestClassifier if classify else RandomForestRegressor
-    m = cls(n_estimators=100, random_state=seed, n_jobs=1)   # q2-sample-classifier defaults
-    m.fit(train_X, train_y)
-    return m.predict(test_X)
+    seqs = read_fasta(d / spec["sequences"]) if spec["sequences"] else None
+    table = load_biom(d / spec["table"], seqs)
+    md = read_metadata(d / "metadata.tsv")
+    table = table.subset([s for s in table.sample_ids if s in md.index])
+    table = table.rarefy(spec["depth"], seed=0)
+    table, dist = compute_unifrac(table, d / spec["tree"])
+    return table, dist, md.loc[table.sample_ids]
 
 
 def usable(v, conv) -> bool:
@@ -61,103 +86,195 @@ def usable(v, conv) -> bool:
 
 
 def scores(y, p, classify):
-    from aam_engine.training.metrics import accuracy, macro_f1, mae, r2_score
+    from aam_engine.training.metrics import accuracy, balanced_accuracy, macro_f1, mae, r2_score
     if classify:
         labels = sorted(set(y) | set(p))
-        yi, pi = [labels.index(v) for v in y], [labels.index(v) for v in p]
-        return {"accuracy": accuracy(yi, pi), "macro_f1": macro_f1(np.array(yi), np.array(pi))}
+        yi, pi = np.array([labels.index(v) for v in y]), np.array([labels.index(v) for v in p])
+        _, counts = np.unique(pi, return_counts=True)
+        return {"accuracy": accuracy(yi, pi), "macro_f1": macro_f1(yi, pi),
+                "balanced_accuracy": balanced_accuracy(yi, pi),
+                "const": float(counts.max() / len(pi))}
     return {"mae": mae(y, p), "r2": r2_score(y, p)}
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--random-split", type=int, default=1, help="also run one random split")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--pretrain-epochs", type=int, default=8)
-    ap.add_argument("--test-size", type=float, default=0.25)
-    args = ap.parse_args()
-    import torch
+def rf(train_X, train_y, test_X, classify: bool, seed: int):
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    cls = RandomForestClassifier if classify else RandomForestRegressor
+    m = cls(n_estimators=100, random_state=seed, n_jobs=1)   # q2-sample-classifier defaults
+    return m.fit(train_X, train_y).predict(test_X)
+
+
+def probe(emb_tr, y_tr, emb_te, classify: bool):
+    from sklearn.linear_model import LogisticRegression, RidgeCV
+    from sklearn.preprocessing import StandardScaler
+    sc = StandardScaler().fit(emb_tr)
+    m = (LogisticRegression(max_iter=5000) if classify else
+         RidgeCV(alphas=np.logspace(-2, 4, 13)))
+    return m.fit(sc.transform(emb_tr), y_tr).predict(sc.transform(emb_te))
+
+
+def distance_fit(emb, D):
+    from scipy.stats import spearmanr
+    from aam_engine.training.metrics import distance_r2
+    i, j = np.triu_indices(len(emb), 1)
+    d = np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1))
+    return {"r2": distance_r2(emb, D), "pearson": float(np.corrcoef(d, D[i, j])[0, 1]),
+            "spearman": float(spearmanr(d, D[i, j])[0])}
+
+
+def parse_sets(items):
+    from aam_engine.config import ModelConfig, TrainConfig
+    model, train = {}, {}
+    for item in items:
+        k, _, v = item.partition("=")
+        for cfg, out in ((ModelConfig, model), (TrainConfig, train)):
+            if k in cfg.__dataclass_fields__:
+                typ = type(cfg.__dataclass_fields__[k].default)
+                out[k] = (v.lower() in ("1", "true", "yes")) if typ is bool else typ(v)
+                break
+        else:
+            sys.exit(f"--set {item}: {k!r} is not an engine setting")
+    return model, train
+
+
+def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     from aam_engine import api
     from aam_engine.config import ModelConfig, TrainConfig
     from aam_engine.data import split_ids
-    from aam_engine.training.metrics import distance_r2
-    if not DATA.exists():
-        sys.exit(f"{DATA} not found: the benchmark needs ../shared/data/ibd-2538")
+    spec = DATASETS[name]
+    groups = md[spec["group"]].to_dict()
+    train, test = split_ids(table.sample_ids, args.test_size, seed,
+                            groups if kind == "grouped" else None)
+    tr_t, te_t = table.subset(train), table.subset(test)
+    itr, ite = table.index_of(train), table.index_of(test)
+    mcfg = ModelConfig(**{**CPU_SIZE, **model_over})
+    tc = dict(seed=seed, progress=False, **train_over)
     t0 = time.time()
-    table, dist, md = load()
-    groups = md["host_subject_id"].to_dict()
-    mcfg = ModelConfig(embedding_dim=64, attention_heads=4, attention_layers=2, max_bp=100,
-                       token_limit=256, dropout=0.1)
-    splits = [("grouped", int(s)) for s in args.seeds.split(",")]
-    splits += [("random", 0)] if args.random_split else []
-    rows = []
-    for kind, seed in splits:
-        train, test = split_ids(table.sample_ids, args.test_size, seed,
-                                groups if kind == "grouped" else None)
-        tr_t, te_t = table.subset(train), table.subset(test)
-        idx_tr, idx_te = table.index_of(train), table.index_of(test)
-        tc = dict(batch_size=16, learning_rate=5e-4, seed=seed, progress=False, patience=4,
-                  validation_fraction=0.15, warmup_steps=50)
-        enc = api.pretrain(tr_t, mcfg, TrainConfig(epochs=args.pretrain_epochs, **tc),
-                           distances=(train, dist[np.ix_(idx_tr, idx_tr)]), groups=groups)
-        _, emb = api.embed(enc, te_t)
-        unifrac_r2 = distance_r2(emb, dist[np.ix_(idx_te, idx_te)])
-        X = table.counts.toarray()
-        rec = {"split": kind, "seed": seed, "n_train": len(train), "n_test": len(test),
-               "encoder_heldout_unifrac_r2": unifrac_r2}
-        for target, classify in (("ibd", True), ("age", False)):
-            y_all = md[target]
-            conv = (lambda v: v) if classify else float
-            tr_ok = [s for s in train if usable(y_all[s], conv)]
-            te_ok = [s for s in test if usable(y_all[s], conv)]
-            targets = {s: conv(y_all[s]) for s in tr_ok}
-            model = api.fit(tr_t.subset(tr_ok), targets,
-                            "classification" if classify else "regression",
-                            mcfg, TrainConfig(epochs=args.epochs, nuc_penalty=0.0, **tc),
-                            encoder=enc, groups=groups)
-            out = api.predict(model, te_t.subset(te_ok))
-            y_te = [conv(y_all[s]) for s in out[0]]
-            aam = scores(y_te, out[1], classify)
-            rf_pred = rf(X[table.index_of(tr_ok)], [conv(y_all[s]) for s in tr_ok],
-                         X[table.index_of(out[0])], classify, seed)
-            rec[target] = {"aam": aam, "rf": scores(y_te, list(rf_pred), classify)}
-        rows.append(rec)
-        print(json.dumps(rec), file=sys.stderr)
+    enc = api.pretrain(tr_t, mcfg, TrainConfig(epochs=args.pretrain_epochs, **tc),
+                       distances=(train, dist[np.ix_(itr, itr)]), groups=groups)
+    pre_min = (time.time() - t0) / 60
+    _, emb_te = api.embed(enc, te_t)
+    _, emb_tr = api.embed(enc, tr_t)
+    rec = {"dataset": name, "split": kind, "seed": seed, "n_train": len(train),
+           "n_test": len(test), "encoder": distance_fit(emb_te, dist[np.ix_(ite, ite)]),
+           "pretrain_steps": enc.extra.get("optimizer_steps"), "pretrain_minutes": pre_min,
+           "targets": {}}
+    X = table.counts.toarray()
+    for target, classify in spec["targets"]:
+        conv = (lambda v: v) if classify else float
+        col = md[target]
+        tr_ok = [s for s in train if usable(col[s], conv)]
+        te_ok = [s for s in test if usable(col[s], conv)]
+        y_tr = [conv(col[s]) for s in tr_ok]
+        t1 = time.time()
+        model = api.fit(tr_t.subset(tr_ok), dict(zip(tr_ok, y_tr)),
+                        "classification" if classify else "regression", mcfg,
+                        TrainConfig(epochs=args.epochs, **tc), encoder=enc, groups=groups)
+        out = api.predict(model, te_t.subset(te_ok))
+        y_te = [conv(col[s]) for s in out[0]]
+        pos_tr = {s: i for i, s in enumerate(train)}
+        pos_te = {s: i for i, s in enumerate(test)}
+        rec["targets"][target] = {
+            "aam": {**scores(y_te, list(out[1]), classify),
+                    "steps": model.extra.get("optimizer_steps"),
+                    "minutes": pre_min + (time.time() - t1) / 60},
+            "probe": scores(y_te, list(probe(emb_tr[[pos_tr[s] for s in tr_ok]], y_tr,
+                                             emb_te[[pos_te[s] for s in out[0]]], classify)),
+                            classify),
+            "rf": scores(y_te, list(rf(X[table.index_of(tr_ok)], y_tr,
+                                       X[table.index_of(out[0])], classify, seed)), classify)}
+    rec["minutes"] = (time.time() - t0) / 60
+    return rec
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--random-split", type=int, default=1,
+                    help="also one random split where the dataset asks for it (ibd-2538)")
+    ap.add_argument("--pretrain-epochs", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=100, help="fine-tuning epochs (most)")
+    ap.add_argument("--test-size", type=float, default=0.25)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override one engine default for AAM (ablation)")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
+    args = ap.parse_args()
+    import torch
+    model_over, train_over = parse_sets(args.set)
+    t0 = time.time()
+    runs = []
+    for name in args.datasets.split(","):
+        if not (DATA / name).exists():
+            sys.exit(f"{DATA / name} not found: the benchmark needs ../shared/data/{name}")
+        table, dist, md = load(name)
+        splits = [("grouped", int(s)) for s in args.seeds.split(",")]
+        if args.random_split and DATASETS[name].get("random_split"):
+            splits.append(("random", 0))
+        for kind, seed in splits:
+            rec = run_split(name, table, dist, md, kind, seed, args, model_over, train_over)
+            runs.append(rec)
+            print(json.dumps(rec), file=sys.stderr, flush=True)
     meta = {"command": " ".join(["python", "bench/accuracy.py"] + sys.argv[1:]),
             "machine": platform.platform(), "threads": torch.get_num_threads(),
             "torch": torch.__version__, "minutes": (time.time() - t0) / 60,
-            "date": time.strftime("%Y-%m-%d"), "model": mcfg.to_dict(),
-            "rarefaction": 5000, "unifrac": "unweighted, tree-pruned.nwk"}
+            "date": time.strftime("%Y-%m-%d"), "model": CPU_SIZE, "set": args.set,
+            "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
+            "unifrac": "unweighted"}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "accuracy-ibd-2538.json").write_text(json.dumps({"meta": meta, "runs": rows}, indent=1))
-    md_text = report(meta, rows)
-    (RESULTS / "accuracy-ibd-2538.md").write_text(md_text)
-    print(md_text)
+    stem = "accuracy" + (f"-{args.tag}" if args.tag else "")
+    (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    text = report(meta, runs)
+    (RESULTS / f"{stem}.md").write_text(text)
+    print(text)
 
 
-def report(meta, rows) -> str:
-    def ms(vals):
-        vals = np.array(vals, float)
-        return f"{vals.mean():.3f} ± {vals.std():.3f}" if len(vals) > 1 else f"{vals.mean():.3f}"
-    lines = [f"Accuracy on ibd-2538, {meta['date']}, {meta['machine']}, {meta['threads']} threads, "
+def ms(vals) -> str:
+    vals = np.array([v for v in vals if v is not None], float)
+    if not len(vals):
+        return ""
+    return f"{vals.mean():.3f} ± {vals.std():.3f}" if len(vals) > 1 else f"{vals.mean():.3f}"
+
+
+def report(meta, runs) -> str:
+    lines = [f"AAM vs RandomForest, {meta['date']}, {meta['machine']}, {meta['threads']} threads, "
              f"{meta['minutes']:.0f} min; `{meta['command']}`", "",
-             "| split | n | model | ibd accuracy | ibd macro F1 | age MAE (y) | age R² | held-out UniFrac R² |",
-             "|---|---|---|---|---|---|---|---|"]
-    for kind in ("grouped", "random"):
-        rs = [r for r in rows if r["split"] == kind]
-        if not rs:
-            continue
-        label = f"grouped by subject ({len(rs)} seeds)" if kind == "grouped" else "random"
-        for m in ("aam", "rf"):
-            lines.append(
-                f"| {label} | {rs[0]['n_train']}/{rs[0]['n_test']} | "
-                f"{'AAM' if m == 'aam' else 'RandomForest'} | "
-                f"{ms([r['ibd'][m]['accuracy'] for r in rs])} | "
-                f"{ms([r['ibd'][m]['macro_f1'] for r in rs])} | "
-                f"{ms([r['age'][m]['mae'] for r in rs])} | {ms([r['age'][m]['r2'] for r in rs])} | "
-                f"{ms([r['encoder_heldout_unifrac_r2'] for r in rs]) if m == 'aam' else ''} |")
-    return "\n".join(lines) + "\n"
+             "Classification (held-out samples; mean ± sd over seeds; const = fraction of test "
+             "predictions equal to the most common one):", "",
+             "| dataset | target | split | n train/test | model | accuracy | macro F1 | "
+             "balanced acc. | const |", "|---|---|---|---|---|---|---|---|---|"]
+    reg = ["", "Regression:", "", "| dataset | target | split | n train/test | model | MAE | R² |",
+           "|---|---|---|---|---|---|---|"]
+    enc = ["", "Encoder (held-out UniFrac fit) and cost of one pretrain + fine-tune:", "",
+           "| dataset | split | UniFrac R² | Pearson | Spearman | pretrain steps | "
+           "fine-tune steps | minutes (pretrain + one fine-tune) |", "|---|---|---|---|---|---|---|---|"]
+    keys = []
+    for r in runs:
+        if (r["dataset"], r["split"]) not in keys:
+            keys.append((r["dataset"], r["split"]))
+    for ds, kind in keys:
+        rs = [r for r in runs if r["dataset"] == ds and r["split"] == kind]
+        label = f"{kind} ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
+        n = f"{rs[0]['n_train']}/{rs[0]['n_test']}"
+        for target, classify in DATASETS[ds]["targets"]:
+            for m, shown in (("aam", "AAM"), ("probe", "AAM embedding probe"),
+                             ("rf", "RandomForest")):
+                v = lambda k: ms([r["targets"][target][m].get(k) for r in rs])
+                if classify:
+                    lines.append(f"| {ds} | {target} | {label} | {n} | {shown} | {v('accuracy')} "
+                                 f"| {v('macro_f1')} | {v('balanced_accuracy')} | {v('const')} |")
+                else:
+                    reg.append(f"| {ds} | {target} | {label} | {n} | {shown} | {v('mae')} "
+                               f"| {v('r2')} |")
+        first = DATASETS[ds]["targets"][0][0]
+        enc.append(f"| {ds} | {label} | {ms([r['encoder']['r2'] for r in rs])} | "
+                   f"{ms([r['encoder']['pearson'] for r in rs])} | "
+                   f"{ms([r['encoder']['spearman'] for r in rs])} | "
+                   f"{ms([r['pretrain_steps'] for r in rs])} | "
+                   f"{ms([r['targets'][first]['aam']['steps'] for r in rs])} | "
+                   f"{ms([r['targets'][first]['aam']['minutes'] for r in rs])} |")
+    return "\n".join(lines + (reg if len(reg) > 5 else []) + enc) + "\n"
 
 
 if __name__ == "__main__":

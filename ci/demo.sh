@@ -9,7 +9,7 @@ Q=.venv/bin/qiime
 PY=.venv/bin/python
 rm -rf "$OUT" && mkdir -p "$OUT"
 # small on purpose: a few minutes on 2 CPU cores
-SIZE="--p-embedding-dim 32 --p-attention-heads 4 --p-attention-layers 2 --p-token-limit 128 --p-batch-size 8 --p-learning-rate 0.001"
+SIZE="--p-embedding-dim 32 --p-attention-heads 4 --p-attention-layers 2 --p-token-limit 128"
 
 echo "== 1. example data (simulated ASVs on a random tree; age and group drive abundances)"
 $PY -m aam_engine simulate --output "$OUT/data" --n-samples 80 --n-features 150 >/dev/null

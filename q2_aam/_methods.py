@@ -102,8 +102,6 @@ def _fit(task, table, metadata, sequences, encoder, covariates, distance_matrix,
     else:
         tcfg_extra = {"classification_loss": params["loss"],
                       "class_weights": params["class_weights"]}
-    if params["freeze_base"] and encoder is None:
-        raise ValueError("freeze-base needs a pretrained encoder (--i-encoder from `pretrain`).")
     mcfg, tcfg = _configs(params, task="encoder", **mextra)
     tcfg = TrainConfig.from_dict({**tcfg.to_dict(), **tcfg_extra})
     _announce(f"fit ({task})", params)

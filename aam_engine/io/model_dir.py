@@ -209,7 +209,7 @@ def validate_model_dir(path, level: str = "max") -> dict:
     fixed = {"asv.tok.weight": [8, D], "asv.pos.weight": [mcfg.max_bp + 1, D],
              "sample.rank.weight": [mcfg.token_limit, D]}
     if mcfg.task != "encoder":
-        fixed["head.3.weight"] = [mcfg.n_outputs, D]
+        fixed["head.2.weight"] = [mcfg.n_outputs, D]
     for name, shape in fixed.items():
         if name not in header:
             raise ValueError(f"{WEIGHTS} lacks tensor {name!r}")

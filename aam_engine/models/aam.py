@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import ModelConfig
-from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE
-from .layers import AttentionPool, transformer_stack
+from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE, A, T
+from .layers import AttentionPool, KmerProfile, LogScale, transformer_stack
 
 
 class ASVEncoder(nn.Module):
@@ -29,6 +29,7 @@ class ASVEncoder(nn.Module):
         self.norm = nn.LayerNorm(D)
         self.pool = AttentionPool(D)
         self.nuc_head = nn.Linear(D, NUC_CLASSES)
+        self.kmers = KmerProfile(cfg.kmer_size, D, A, T) if cfg.kmer_size else None
 
     def forward(self, tokens):
         """tokens [N, L] -> (ASV vectors [N, D], per-nucleotide states [N, L, D])."""
@@ -41,6 +42,8 @@ class ASVEncoder(nn.Module):
             x = blk(x, attn_mask)
         x = self.norm(x)
         vec, _ = self.pool(x, mask)
+        if self.kmers is not None:
+            vec = vec + self.kmers(tokens).to(vec.dtype)
         return vec, x
 
 
@@ -89,28 +92,40 @@ class AAM(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         cfg.validate()
+        if cfg.max_bp < 1:
+            raise ValueError("max_bp 0 (from the data) must be resolved before building a model "
+                             "(aam_engine.api does it)")
         self.cfg = cfg
         D = cfg.embedding_dim
         self.asv = ASVEncoder(cfg)
         self.sample = SampleEncoder(cfg)
         self.embed = nn.Linear(D, cfg.embedding_out or D, bias=False)  # distances ignore a shift
-        # orthogonal: the embedding starts with the sample vectors' own distances, which are
-        # already on UniFrac's scale (~0.1-0.4 at init); a default init shrinks them ~2x
+        # orthogonal: the embedding starts with the sample vectors' own distances
         nn.init.orthogonal_(self.embed.weight)
+        # one learnable scale between embedding and UniFrac distances, set from the data before
+        # training (Trainer.calibrate): distances start on UniFrac's scale whatever the init
+        self.embed_scale = LogScale()
         self.count_head = nn.Linear(D, 1, bias=False) if cfg.count_head else None
         if cfg.task != "encoder":
-            self.covariates = nn.ModuleList(nn.Embedding(n + 1, D) for n in cfg.covariate_sizes)
+            # the head reads the sample vector and its own attention pools over the ASV states
+            # (the target's views of which ASVs matter), standardised with statistics of the
+            # training samples (Trainer.calibrate): what the head sees is how samples DIFFER,
+            # not the component all samples share
+            H = D * (2 + cfg.head_pools)
+            self.head_pool = AttentionPool(D, cfg.head_pools) if cfg.head_pools else None
+            self.register_buffer("head_shift", torch.zeros(H))
+            self.register_buffer("head_scale", torch.ones(H))
+            self.covariates = nn.ModuleList(nn.Embedding(n + 1, H) for n in cfg.covariate_sizes)
             k = len(cfg.covariate_sizes)
-            self.fuse = (nn.Linear(D * (1 + k), D) if cfg.covariate_fusion == "concat" and k
+            self.fuse = (nn.Linear(H * (1 + k), H) if cfg.covariate_fusion == "concat" and k
                          else nn.Identity())
-            self.head = nn.Sequential(nn.LayerNorm(D), nn.Linear(D, D), nn.GELU(),
-                                      nn.Linear(D, cfg.n_outputs))
+            self.head = nn.Sequential(nn.Linear(H, D), nn.GELU(), nn.Linear(D, cfg.n_outputs))
             self.out_scale = nn.Parameter(torch.ones(1))
 
     # -------------------------------------------------------------- pieces
     def base_modules(self):
         """What `freeze_base` freezes: everything but the target head."""
-        return [self.asv, self.sample, self.embed] + ([self.count_head] if self.count_head else [])
+        return [self.asv, self.sample, self.embed, self.embed_scale] + ([self.count_head] if self.count_head else [])
 
     @torch.no_grad()
     def asv_vectors(self, tokens, chunk: int = 1024):
@@ -121,18 +136,32 @@ class AAM(nn.Module):
         self.asv.train(was)
         return out
 
-    def head_input(self, sample_vec, covariates=None):
+    def head_features(self, asv_states, sample_vec, slot_vecs, counts, mask):
+        """What the head reads, before standardisation: [B, D * (2 + head_pools)]: the sample
+        vector, the composition (ASV vectors weighted by relative abundance: how much of each
+        kind of ASV, which an attention pool -- a weighted MEAN -- cannot say) and the head's
+        attention pools over the ASV states."""
+        rel = counts.float() * mask
+        rel = rel / rel.sum(1, keepdim=True).clamp_min(1e-6)
+        composition = torch.einsum("bs,bsd->bd", rel.to(slot_vecs.dtype), slot_vecs)
+        parts = [sample_vec, composition]
+        if self.head_pool is not None:
+            parts.append(self.head_pool(asv_states, mask)[0])
+        return torch.cat(parts, -1)
+
+    def head_input(self, features, covariates=None):
         if self.cfg.task == "encoder":
             raise RuntimeError("an encoder has no target head")
+        x = (features - self.head_shift) / self.head_scale
         if not len(self.covariates):
-            return sample_vec
+            return x
         if covariates is None:
-            covariates = torch.zeros(sample_vec.shape[0], len(self.covariates), dtype=torch.long,
-                                     device=sample_vec.device)
+            covariates = torch.zeros(x.shape[0], len(self.covariates), dtype=torch.long,
+                                     device=x.device)
         embs = [emb(covariates[:, i]) for i, emb in enumerate(self.covariates)]
         if self.cfg.covariate_fusion == "add":
-            return sample_vec + sum(embs)
-        return self.fuse(torch.cat([sample_vec] + embs, -1))
+            return x + sum(embs)
+        return self.fuse(torch.cat([x] + embs, -1))
 
     def output(self, raw):
         raw = raw * self.out_scale
@@ -175,17 +204,21 @@ class AAM(nn.Module):
                 t = torch.where(mask.reshape(B * S, 1), t, torch.full_like(t, -100))
                 out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
         asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask, attention, slot_gate)
-        out.update(sample_vec=sample_vec, pool_weights=weights, embedding=self.embed(sample_vec))
+        out.update(sample_vec=sample_vec, pool_weights=weights,
+                   embedding=self.embed_scale(self.embed(sample_vec)))
         if self.count_head is not None:
             out["count_logits"] = self.count_head(asv_states).squeeze(-1)
         if self.cfg.task != "encoder":
-            out["prediction"] = self.output(self.head(self.head_input(sample_vec, covariates)))
+            out["head_features"] = self.head_features(asv_states, sample_vec, slot_vecs, counts,
+                                                      mask)
+            out["prediction"] = self.output(self.head(self.head_input(out["head_features"],
+                                                                      covariates)))
         return out
 
     def load_encoder_from(self, other: "AAM"):
         """Copy the encoder weights of a pretrained model (sizes must agree)."""
         mine, theirs = self.state_dict(), other.state_dict()
-        keys = [k for k in theirs if k.startswith(("asv.", "sample.", "embed."))]
+        keys = [k for k in theirs if k.startswith(("asv.", "sample.", "embed"))]
         bad = [k for k in keys if k not in mine or mine[k].shape != theirs[k].shape]
         if bad:
             raise ValueError(f"The pretrained encoder does not match this model's sizes "

@@ -50,16 +50,59 @@ class TransformerBlock(nn.Module):
 
 
 class AttentionPool(nn.Module):
-    """Masked softmax-weighted mean of positions -> one vector; also returns the weights."""
+    """Masked softmax-weighted mean of positions -> one vector; also returns the weights.
+    With ``queries`` > 1, that many independent pools, concatenated: [B, queries * D]
+    (weights [B, queries, L])."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, queries: int = 1):
         super().__init__()
-        self.score = nn.Linear(dim, 1, bias=False)   # a bias would cancel in the softmax
+        self.queries = queries
+        self.score = nn.Linear(dim, queries, bias=False)   # a bias would cancel in the softmax
 
     def forward(self, x, mask):
-        s = self.score(x).squeeze(-1).float().masked_fill(~mask, float("-inf"))
-        w = torch.softmax(s, dim=-1)
-        return torch.einsum("bl,bld->bd", w.to(x.dtype), x), w
+        s = self.score(x).float().masked_fill(~mask[..., None], float("-inf"))
+        w = torch.softmax(s, dim=1)                          # [B, L, queries]
+        pooled = torch.einsum("blq,bld->bqd", w.to(x.dtype), x)
+        if self.queries == 1:
+            return pooled[:, 0], w[..., 0]
+        return pooled.flatten(1), w.transpose(1, 2)
+
+
+class LogScale(nn.Module):
+    """Multiply by exp(a learnable scalar)."""
+
+    def __init__(self):
+        super().__init__()
+        self.log_scale = nn.Parameter(torch.zeros(1))   # 1-D: FSDP shards no scalars
+
+    def forward(self, x):
+        return x * self.log_scale.exp().to(x.dtype)
+
+
+class KmerProfile(nn.Module):
+    """An ASV's k-mer content as a vector: the sum of learned k-mer vectors over the sequence,
+    divided by sqrt(number of k-mers) (so O(1) per dimension at init).  k-mers holding anything
+    but A/C/G/T (N, MASK, START, PAD) are skipped.  Two ASVs differing by a few bases share most
+    k-mers, unrelated ones almost none: sibling ASVs are told apart from the first step, and an
+    unseen ASV still gets a vector from what it shares with known ones."""
+
+    def __init__(self, k: int, dim: int, first_base: int, last_base: int):
+        super().__init__()
+        self.k, self.first, self.last = k, first_base, last_base
+        self.none = 4 ** k
+        self.bag = nn.EmbeddingBag(4 ** k + 1, dim, mode="sum", padding_idx=4 ** k)
+
+    def forward(self, tokens):
+        base = tokens - self.first
+        ok = (tokens >= self.first) & (tokens <= self.last)
+        P = tokens.shape[1] - self.k + 1
+        ids = torch.zeros_like(tokens[:, :P])
+        valid = torch.ones_like(ok[:, :P])
+        for i in range(self.k):
+            ids = ids * 4 + base[:, i:i + P].clamp(0, 3)
+            valid &= ok[:, i:i + P]
+        n = valid.sum(1, keepdim=True).clamp_min(1)
+        return self.bag(ids.masked_fill(~valid, self.none)) / n.sqrt()
 
 
 def transformer_stack(cfg) -> nn.ModuleList:

@@ -18,6 +18,12 @@ def accuracy(y, p) -> float:
     return float(np.mean(np.asarray(y) == np.asarray(p)))
 
 
+def balanced_accuracy(y, p) -> float:
+    """Mean per-class recall over the classes present in ``y``."""
+    y, p = np.asarray(y), np.asarray(p)
+    return float(np.mean([np.mean(p[y == c] == c) for c in np.unique(y)]))
+
+
 def macro_f1(y, p, n_classes: int | None = None) -> float:
     y, p = np.asarray(y), np.asarray(p)
     classes = range(n_classes) if n_classes else np.unique(np.concatenate([y, p]))

@@ -35,6 +35,24 @@ class TaskData:
     decode: object = None              # normalised prediction -> original units (regression)
 
 
+def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="prediction",
+              batch_size: int = 32):
+    """Eval-mode outputs ``key`` (a name, or a tuple of names -> a tuple) for ``rows``, ASV
+    vectors computed once per feature unless a cache is given."""
+    model.eval()
+    if asv_cache is None:
+        asv_cache = model.asv_vectors(torch.as_tensor(builder.feature_tokens, device=device))
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    outs = {k: [] for k in keys}
+    with torch.no_grad():
+        for batch in builder.batches(rows, batch_size):
+            out = model(**batch.to_torch(device), asv_cache=asv_cache)
+            for k in keys:
+                outs[k].append(out[k].float().cpu().numpy())
+    res = tuple(np.concatenate(outs[k]) for k in keys)
+    return res[0] if isinstance(key, str) else res
+
+
 def atomic_torch_save(obj, path: Path):
     tmp = Path(str(path) + ".tmp")
     torch.save(obj, tmp)
@@ -69,6 +87,7 @@ class Trainer:
                 m.eval()
             tokens = torch.as_tensor(data.builder.feature_tokens, device=self.device)
             self.asv_cache = model.asv_vectors(tokens)
+        self.calibrate()
         self.class_weights = (None if data.class_weights is None else
                               torch.as_tensor(data.class_weights, dtype=torch.float32,
                                               device=self.device))
@@ -106,6 +125,36 @@ class Trainer:
         self.state = dict(epoch=0, step=0, best=float("inf"), bad_epochs=0, nan_steps=0,
                           skipped_steps=0, history=[])
         self.best_state = None
+
+    @torch.no_grad()
+    def calibrate(self, max_rows: int = 512):
+        """Before the first step (a resumed run then loads its own values): scale the embedding
+        so its mean pairwise distance equals the mean UniFrac distance, and standardise the
+        head's input, both on (up to ``max_rows``) training samples in eval mode."""
+        if not (self.use_pair or self.use_target):
+            return
+        rows = self.data.train_rows
+        if len(rows) > max_rows:
+            rows = np.sort(np.random.default_rng(self.cfg.seed).choice(rows, max_rows, False))
+        model, was = self.model, self.model.training
+        keys = ("embedding",) + (("head_features",) if self.use_target else ())
+        outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
+        if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its
+            i, j = np.triu_indices(len(rows), 1)
+            emb = outs[0].astype(np.float64)
+            d = np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1)).mean()
+            target = self.data.builder.distances[rows[i], rows[j]].mean()
+            if d > 0 and target > 0:
+                model.embed_scale.log_scale += float(np.log(target / d))
+        if self.use_target:
+            f = torch.as_tensor(outs[-1], device=self.device)
+            model.head_shift.copy_(f.mean(0))
+            model.head_scale.copy_(f.std(0).clamp_min(1e-4) if len(f) > 1 else
+                                   torch.ones_like(f[0]))
+        model.train(was)
+        if self.frozen:
+            for m in model.base_modules():
+                m.eval()
 
     # ------------------------------------------------------------------ batches
     def _batch_slices(self, n):
@@ -391,6 +440,14 @@ class Trainer:
             torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), self.device)
         return True
 
+    def _monitor(self, rec: dict) -> float:
+        """What early stopping and best-weights selection minimise: the target loss alone
+        when there is a target (an auxiliary loss that keeps falling must not mark a worse
+        predictor as best), else the whole validation loss; training loss without a
+        validation set."""
+        key = "target" if self.use_target else "loss"
+        return rec.get(f"val_{key}", rec.get(f"train_{key}", float("nan")))
+
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool = True) -> list[dict]:
         cfg = self.cfg
@@ -413,7 +470,7 @@ class Trainer:
                 rec.update(self.evaluate(monitor_rows, epoch))
             rec["lr"] = self.opt.param_groups[0]["lr"]
             rec["seconds"] = time.time() - t0
-            monitor = rec.get("val_loss", rec.get("train_loss", float("nan")))
+            monitor = self._monitor(rec)
             if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.sched.step(monitor)
             improved = np.isfinite(monitor) and monitor < self.state["best"]

@@ -246,10 +246,16 @@ def test_nan_targets_name_the_samples(aam, arts):
                                   **TINY)
 
 
-def test_freeze_base_needs_encoder(aam, arts):
-    with pytest.raises(ValueError, match="freeze-base needs a pretrained encoder"):
-        aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
-                                  metadata=arts["md"].get_column("age"), freeze_base=True, **TINY)
+def test_freeze_base_without_encoder_trains_the_whole_model(aam, arts):
+    """freeze-base (default on) applies to a pretrained encoder; without one, all trains."""
+    model, _ = aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
+                                         metadata=arts["md"].get_column("age"),
+                                         freeze_base=True, **TINY)
+    from aam_engine.io import ModelBundle
+    bundle = model.view(ModelBundle)
+    assert bundle.model_config.freeze_base is False
+    # max_bp 0 (default): the longest sequence of the table
+    assert bundle.model_config.max_bp == arts["sequences"].view(pd.Series).str.len().max()
 
 
 def test_history_format_levels(tmp_path):
