@@ -145,6 +145,8 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     groups = md[spec["group"]].to_dict()
     train, test = split_ids(table.sample_ids, args.test_size, seed,
                             groups if kind == "grouped" else None)
+    if len({groups[s] for s in train}) < 2:   # one subject left (2 in all): ungrouped validation
+        groups = None
     tr_t, te_t = table.subset(train), table.subset(test)
     itr, ite = table.index_of(train), table.index_of(test)
     mcfg = ModelConfig(**{**CPU_SIZE, **model_over})
@@ -203,7 +205,18 @@ def main():
     args = ap.parse_args()
     import torch
     model_over, train_over = parse_sets(args.set)
-    t0 = time.time()
+    stem = "accuracy" + (f"-{args.tag}" if args.tag else "")
+    # every finished split is appended here; a rerun with the same settings skips it (resume)
+    settings = {"set": args.set, "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
+                "test_size": args.test_size}
+    log = RESULTS / f"{stem}.runs.jsonl"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    done = {}
+    if log.exists():
+        for line in log.read_text().splitlines():
+            rec = json.loads(line)
+            if rec.get("settings") == settings:
+                done[(rec["dataset"], rec["split"], rec["seed"])] = rec
     runs = []
     for name in args.datasets.split(","):
         if not (DATA / name).exists():
@@ -213,17 +226,22 @@ def main():
         if args.random_split and DATASETS[name].get("random_split"):
             splits.append(("random", 0))
         for kind, seed in splits:
-            rec = run_split(name, table, dist, md, kind, seed, args, model_over, train_over)
+            rec = done.get((name, kind, seed))
+            if rec is None:
+                rec = run_split(name, table, dist, md, kind, seed, args, model_over, train_over)
+                rec["settings"] = settings
+                with open(log, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
             runs.append(rec)
             print(json.dumps(rec), file=sys.stderr, flush=True)
     meta = {"command": " ".join(["python", "bench/accuracy.py"] + sys.argv[1:]),
             "machine": platform.platform(), "threads": torch.get_num_threads(),
-            "torch": torch.__version__, "minutes": (time.time() - t0) / 60,
+            "torch": torch.__version__,
+            # summed over splits, so a resumed benchmark reports its whole cost
+            "minutes": sum(r["minutes"] for r in runs),
             "date": time.strftime("%Y-%m-%d"), "model": CPU_SIZE, "set": args.set,
             "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
             "unifrac": "unweighted"}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = "accuracy" + (f"-{args.tag}" if args.tag else "")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     text = report(meta, runs)
     (RESULTS / f"{stem}.md").write_text(text)

@@ -72,7 +72,8 @@ class Trainer:
         self.precision = resolve_precision(cfg.precision, self.device)
         self.model.to(self.device)
         mcfg = model.cfg
-        self.frozen = bool(mcfg.freeze_base)
+        # an encoder IS the base: freezing applies to predictors only
+        self.frozen = bool(mcfg.freeze_base) and mcfg.task != "encoder"
         self.use_pair = cfg.penalty > 0 and data.builder.distances is not None
         self.use_nuc = cfg.nuc_penalty > 0 and cfg.mask_ratio > 0 and not self.frozen
         self.use_count = cfg.count_penalty > 0 and model.count_head is not None

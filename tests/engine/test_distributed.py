@@ -19,7 +19,7 @@ from aam_engine.training import losses as L
 from aam_engine.training.distributed import gather_with_grad
 
 MC = ModelConfig(task="regression", embedding_dim=16, attention_heads=2, attention_layers=1,
-                 max_bp=40, token_limit=16, dropout=0.0)
+                 max_bp=40, token_limit=16, dropout=0.0, freeze_base=False)   # every weight trains
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 
@@ -140,7 +140,7 @@ def test_api_devices_spawns_workers_and_returns_rank0_model(example):
     from aam_engine import api
     table, dist_m, md = example
     mc = ModelConfig(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60,
-                     token_limit=24, dropout=0.0)
+                     token_limit=24, dropout=0.0, freeze_base=False)   # one model, all weights
     kw = dict(epochs=2, learning_rate=1e-3, nuc_penalty=0, progress=False,
               validation_fraction=0.2, warmup_steps=0, seed=4, device="cpu")
     two = api.fit(table, md["age"].to_dict(), "regression", mc,
