@@ -80,7 +80,8 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     torch.manual_seed(0)
     table, dist, rows = load_workload(workload)
     w = WORKLOADS[workload]
-    mcfg = ModelConfig(dropout=0.1, **w["model"])
+    # 'nokmer': the dedup path without the k-mer ASV features, to price them side by side
+    mcfg = ModelConfig(dropout=0.1, **w["model"], **({"kmer_size": 0} if case == "nokmer" else {}))
     dev = torch.device(device)
     model = AAM(mcfg).to(dev)
     precision = "bf16" if case in ("bf16", "compile") and (dev.type == "cuda" or
@@ -166,7 +167,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workload", choices=list(WORKLOADS), default="seed")
-    ap.add_argument("--cases", default="naive,dedup,bf16,compile,cached")
+    ap.add_argument("--cases", default="naive,dedup,nokmer,bf16,compile,cached")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions")
