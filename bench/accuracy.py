@@ -202,7 +202,15 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one engine default for AAM (ablation)")
     ap.add_argument("--tag", default="", help="suffix of the result files")
+    ap.add_argument("--compare", metavar="TAG,TAG,...",
+                    help="no training: one table of AAM's scores from earlier result files "
+                         "('' = the default run), on the splits they share (ablations)")
     args = ap.parse_args()
+    if args.compare is not None:
+        text = compare(args.compare.split(","))
+        (RESULTS / "ablations.md").write_text(text)
+        print(text)
+        return
     import torch
     model_over, train_over = parse_sets(args.set)
     stem = "accuracy" + (f"-{args.tag}" if args.tag else "")
@@ -253,6 +261,35 @@ def ms(vals) -> str:
     if not len(vals):
         return ""
     return f"{vals.mean():.3f} ± {vals.std():.3f}" if len(vals) > 1 else f"{vals.mean():.3f}"
+
+
+def compare(tags) -> str:
+    """AAM's macro-F1 (classifiers) / MAE (regressors) and the encoder's held-out UniFrac R²,
+    one row per result file, over the (dataset, split, seed) runs that all files share."""
+    loaded = {}
+    for tag in tags:   # the per-split logs (committed; the .json files are not)
+        log = RESULTS / f"accuracy{'-' + tag if tag else ''}.runs.jsonl"
+        runs = [json.loads(line) for line in log.read_text().splitlines()]
+        loaded[tag] = (runs[0]["settings"], {(r["dataset"], r["split"], r["seed"]): r
+                                             for r in runs})
+    shared = sorted(set.intersection(*(set(runs) for _, runs in loaded.values())))
+    cols = []
+    for ds in dict.fromkeys(k[0] for k in shared):
+        cols += [(ds, t, c) for t, c in DATASETS[ds]["targets"]] + [(ds, None, None)]
+    head = " | ".join(f"{ds} {t} {'macro F1' if c else 'MAE'}" if t else f"{ds} UniFrac R²"
+                      for ds, t, c in cols)
+    lines = ["AAM on the same splits, one setting changed per row (mean ± sd over seeds); "
+             "`python bench/accuracy.py --compare " + ",".join(tags) + "`", "",
+             f"| setting | {head} |", "|---|" + "---|" * len(cols)]
+    for tag, (meta, runs) in loaded.items():
+        cells = []
+        for ds, t, c in cols:
+            rs = [runs[k] for k in shared if k[0] == ds]
+            cells.append(ms([r["targets"][t]["aam"]["macro_f1" if c else "mae"] for r in rs])
+                         if t else ms([r["encoder"]["r2"] for r in rs]))
+        lines.append(f"| {', '.join(meta['set']) or 'defaults'} | "
+                     + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def report(meta, runs) -> str:
