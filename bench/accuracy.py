@@ -115,10 +115,9 @@ def probe(emb_tr, y_tr, emb_te, classify: bool):
 
 def distance_fit(emb, D):
     from scipy.stats import spearmanr
-    from aam_engine.training.metrics import distance_r2
-    i, j = np.triu_indices(len(emb), 1)
-    d = np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1))
-    return {"r2": distance_r2(emb, D), "pearson": float(np.corrcoef(d, D[i, j])[0, 1]),
+    from aam_engine.training.metrics import pair_distances, r2_score
+    i, j, d = pair_distances(emb)
+    return {"r2": r2_score(D[i, j], d), "pearson": float(np.corrcoef(d, D[i, j])[0, 1]),
             "spearman": float(spearmanr(d, D[i, j])[0])}
 
 

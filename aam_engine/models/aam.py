@@ -19,6 +19,12 @@ from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE, A, T
 from .layers import AttentionPool, KmerProfile, LogScale, transformer_stack
 
 
+def relative_abundance(counts):
+    """counts [B, S] (0 in padded slots) -> each sample's fractions [B, S]."""
+    counts = counts.float()
+    return counts / counts.sum(1, keepdim=True).clamp_min(1e-6)
+
+
 class ASVEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -65,8 +71,7 @@ class SampleEncoder(nn.Module):
         ``slot_gate`` [B, S] in [0, 1] scales each ASV's input (0 = the ASV removed), for
         integrated gradients."""
         B, S, _ = asv_vecs.shape
-        counts = counts.float()
-        rel = counts / counts.sum(1, keepdim=True).clamp_min(1e-6)
+        counts, rel = counts.float(), relative_abundance(counts)
         # scaled to O(1): raw log-counts (up to ~10) would swamp the sequence vectors
         feats = torch.stack([0.1 * torch.log1p(counts), rel], -1).to(asv_vecs.dtype)
         x = asv_vecs + self.abundance(feats)
@@ -107,9 +112,9 @@ class AAM(nn.Module):
         self.embed_scale = LogScale()
         self.count_head = nn.Linear(D, 1, bias=False) if cfg.count_head else None
         if cfg.task != "encoder":
-            # the head reads the sample vector and its own attention pools over the ASV states
-            # (the target's views of which ASVs matter), standardised with statistics of the
-            # training samples (Trainer.calibrate): what the head sees is how samples DIFFER,
+            # the head reads the sample vector, the composition and its own attention pools over
+            # the ASV states (head_features), standardised with statistics of the training
+            # samples (Trainer.calibrate): what the head sees is how samples DIFFER,
             # not the component all samples share
             H = D * (2 + cfg.head_pools)
             self.head_pool = AttentionPool(D, cfg.head_pools) if cfg.head_pools else None
@@ -125,7 +130,8 @@ class AAM(nn.Module):
     # -------------------------------------------------------------- pieces
     def base_modules(self):
         """What `freeze_base` freezes: everything but the target head."""
-        return [self.asv, self.sample, self.embed, self.embed_scale] + ([self.count_head] if self.count_head else [])
+        return ([self.asv, self.sample, self.embed, self.embed_scale]
+                + ([self.count_head] if self.count_head else []))
 
     @torch.no_grad()
     def asv_vectors(self, tokens, chunk: int = 1024):
@@ -141,9 +147,8 @@ class AAM(nn.Module):
         vector, the composition (ASV vectors weighted by relative abundance: how much of each
         kind of ASV, which an attention pool -- a weighted MEAN -- cannot say) and the head's
         attention pools over the ASV states."""
-        rel = counts.float() * mask
-        rel = rel / rel.sum(1, keepdim=True).clamp_min(1e-6)
-        composition = torch.einsum("bs,bsd->bd", rel.to(slot_vecs.dtype), slot_vecs)
+        rel = relative_abundance(counts).to(slot_vecs.dtype)
+        composition = torch.einsum("bs,bsd->bd", rel, slot_vecs)
         parts = [sample_vec, composition]
         if self.head_pool is not None:
             parts.append(self.head_pool(asv_states, mask)[0])

@@ -37,9 +37,14 @@ def macro_f1(y, p, n_classes: int | None = None) -> float:
     return float(np.mean(f1s)) if f1s else float("nan")
 
 
+def pair_distances(emb):
+    """(i, j, d): the pairs i < j and the Euclidean distances between those rows of emb."""
+    emb = np.asarray(emb, float)
+    i, j = np.triu_indices(len(emb), 1)
+    return i, j, np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1))
+
+
 def distance_r2(emb, dist) -> float:
     """R² of embedding Euclidean distances against target distances over pairs i < j."""
-    emb = np.asarray(emb, float)
-    d = np.sqrt(((emb[:, None] - emb[None]) ** 2).sum(-1))
-    i, j = np.triu_indices(len(emb), 1)
-    return r2_score(np.asarray(dist)[i, j], d[i, j]) if len(i) else float("nan")
+    i, j, d = pair_distances(emb)
+    return r2_score(np.asarray(dist)[i, j], d) if len(i) else float("nan")

@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.batching import Batch, BatchBuilder
 from . import losses as L
 from .distributed import gather_with_grad, world_info
-from .metrics import accuracy, distance_r2, macro_f1, mae, r2_score
+from .metrics import accuracy, macro_f1, mae, pair_distances, r2_score
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 
@@ -140,11 +140,9 @@ class Trainer:
         model, was = self.model, self.model.training
         keys = ("embedding",) + (("head_features",) if self.use_target else ())
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
-        if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its
-            i, j = np.triu_indices(len(rows), 1)
-            emb = outs[0].astype(np.float64)
-            d = np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1)).mean()
-            target = self.data.builder.distances[rows[i], rows[j]].mean()
+        if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its scale
+            i, j, d = pair_distances(outs[0])
+            d, target = d.mean(), self.data.builder.distances[rows[i], rows[j]].mean()
             if d > 0 and target > 0:
                 model.embed_scale.log_scale += float(np.log(target / d))
         if self.use_target:
@@ -344,11 +342,10 @@ class Trainer:
         res = {f"val_{k}": v / n_seen for k, v in sums.items()}
         emb = np.concatenate(embs)
         if self.use_pair:
-            D = b.distances[np.ix_(rows, rows)]
-            i, j = np.triu_indices(len(rows), 1)
-            d = np.sqrt(((emb[:, None] - emb[None]) ** 2).sum(-1))
-            res["val_pair"] = float(np.mean((d[i, j] - D[i, j]) ** 2)) if len(i) else 0.0
-            res["val_unifrac_r2"] = distance_r2(emb, D)
+            i, j, d = pair_distances(emb)      # once, for both scores
+            D = b.distances[rows[i], rows[j]]
+            res["val_pair"] = float(np.mean((d - D) ** 2)) if len(i) else 0.0
+            res["val_unifrac_r2"] = r2_score(D, d) if len(i) else float("nan")
         if self.use_target:
             p, y = np.concatenate(preds), np.concatenate(targets)
             if self.data.task == "regression":
