@@ -320,8 +320,22 @@ def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: st
     return table.sample_ids, [classes[i] for i in probs.argmax(1)], probs, classes
 
 
+def distance_offset(bundle: ModelBundle) -> float:
+    """The model's distance between two DIFFERENT samples is this offset + the Euclidean
+    distance of their embeddings (``embed``); see ``embedding_distances``."""
+    return float(bundle.state_dict["embed_offset.offset"].abs())
+
+
+def embedding_distances(bundle: ModelBundle, emb) -> np.ndarray:
+    """The model's UniFrac estimate between the rows of ``emb`` (from ``embed``): a square
+    matrix, 0 on the diagonal, offset + Euclidean distance elsewhere (still a metric)."""
+    from scipy.spatial.distance import pdist, squareform
+    return squareform(pdist(np.asarray(emb, np.float64)) + distance_offset(bundle))
+
+
 def embed(bundle: ModelBundle, table: SampleTable, device: str = "auto", batch_size: int = 32):
-    """(sample_ids, embeddings [n, dim]) in the model's UniFrac embedding space."""
+    """(sample_ids, embeddings [n, dim]) in the model's UniFrac embedding space (distances:
+    ``embedding_distances``)."""
     from .training.trainer import run_model
     model, builder, dev = _inference_setup(bundle, table, device)
     return table.sample_ids, run_model(model, builder, np.arange(table.n_samples), dev,

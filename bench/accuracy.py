@@ -113,10 +113,10 @@ def probe(emb_tr, y_tr, emb_te, classify: bool):
     return m.fit(sc.transform(emb_tr), y_tr).predict(sc.transform(emb_te))
 
 
-def distance_fit(emb, D):
+def distance_fit(emb, D, offset=0.0):
     from scipy.stats import spearmanr
     from aam_engine.training.metrics import pair_distances, r2_score
-    i, j, d = pair_distances(emb)
+    i, j, d = pair_distances(emb, offset)
     return {"r2": r2_score(D[i, j], d), "pearson": float(np.corrcoef(d, D[i, j])[0, 1]),
             "spearman": float(spearmanr(d, D[i, j])[0])}
 
@@ -141,10 +141,10 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     from aam_engine.config import ModelConfig, TrainConfig
     from aam_engine.data import split_ids
     spec = DATASETS[name]
-    groups = md[spec["group"]].to_dict()
-    train, test = split_ids(table.sample_ids, args.test_size, seed,
-                            groups if kind == "grouped" else None)
-    if len({groups[s] for s in train}) < 2:   # one subject left (2 in all): ungrouped validation
+    # the random split is the analyst who ignores subjects: its validation split ignores them too
+    groups = md[spec["group"]].to_dict() if kind == "grouped" else None
+    train, test = split_ids(table.sample_ids, args.test_size, seed, groups)
+    if groups and len({groups[s] for s in train}) < 2:   # one subject left: ungrouped validation
         groups = None
     tr_t, te_t = table.subset(train), table.subset(test)
     itr, ite = table.index_of(train), table.index_of(test)
@@ -157,7 +157,8 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     _, emb_te = api.embed(enc, te_t)
     _, emb_tr = api.embed(enc, tr_t)
     rec = {"dataset": name, "split": kind, "seed": seed, "n_train": len(train),
-           "n_test": len(test), "encoder": distance_fit(emb_te, dist[np.ix_(ite, ite)]),
+           "n_test": len(test), "encoder": distance_fit(emb_te, dist[np.ix_(ite, ite)],
+                                                                api.distance_offset(enc)),
            "pretrain_steps": enc.extra.get("optimizer_steps"), "pretrain_minutes": pre_min,
            "targets": {}}
     X = table.counts.toarray()

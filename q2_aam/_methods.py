@@ -163,11 +163,10 @@ def predict_classification(model: ModelBundle, table: biom.Table, sequences: pd.
 def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
           device: str = "auto") -> (skbio.DistanceMatrix, skbio.OrdinationResults):
     from aam_engine import api
-    from scipy.spatial.distance import pdist, squareform
     ids, emb = api.embed(model, sample_table(table, sequences), device=device)
     if len(ids) < 3:
         raise ValueError(f"embed needs at least 3 samples for an ordination; the table has {len(ids)}.")
-    dm = skbio.DistanceMatrix(squareform(pdist(emb.astype(np.float64))), ids)
+    dm = skbio.DistanceMatrix(api.embedding_distances(model, emb), ids)
     import warnings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)   # pcoa: tiny negative eigenvalues

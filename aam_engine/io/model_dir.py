@@ -224,6 +224,9 @@ def read_model_dir(path) -> ModelBundle:
     path = Path(path)
     cfg = validate_model_dir(path, "max")
     state = load_file(str(path / WEIGHTS))
+    if cfg["format_version"] == "2.0":            # written before the distance offset existed
+        import torch
+        state.setdefault("embed_offset.offset", torch.zeros(1))
     bundle = ModelBundle(ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["training"]),
                          state, cfg["target"], cfg["covariates"], cfg.get("history", []),
                          cfg.get("extra", {}))

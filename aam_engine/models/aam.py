@@ -16,7 +16,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE, A, T
-from .layers import AttentionPool, KmerProfile, LogScale, transformer_stack
+from .layers import AttentionPool, DistanceOffset, KmerProfile, LogScale, transformer_stack
 
 
 def relative_abundance(counts):
@@ -110,6 +110,11 @@ class AAM(nn.Module):
         # one learnable scale between embedding and UniFrac distances, set from the data before
         # training (Trainer.calibrate): distances start on UniFrac's scale whatever the init
         self.embed_scale = LogScale()
+        # UniFrac between two different samples is never near 0 (each sample has ASVs of its
+        # own): the model's distance between samples i != j is offset + |e_i - e_j|, the
+        # additive constant of classical scaling, learned (set before training by calibrate).
+        # Still a metric; the embedding alone keeps only the part that varies.
+        self.embed_offset = DistanceOffset()
         self.count_head = nn.Linear(D, 1, bias=False) if cfg.count_head else None
         if cfg.task != "encoder":
             # the head reads the sample vector, the composition and its own attention pools over
@@ -130,7 +135,7 @@ class AAM(nn.Module):
     # -------------------------------------------------------------- pieces
     def base_modules(self):
         """What `freeze_base` freezes: everything but the target head."""
-        return ([self.asv, self.sample, self.embed, self.embed_scale]
+        return ([self.asv, self.sample, self.embed, self.embed_scale, self.embed_offset]
                 + ([self.count_head] if self.count_head else []))
 
     @torch.no_grad()
@@ -210,7 +215,8 @@ class AAM(nn.Module):
                 out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
         asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask, attention, slot_gate)
         out.update(sample_vec=sample_vec, pool_weights=weights,
-                   embedding=self.embed_scale(self.embed(sample_vec)))
+                   embedding=self.embed_scale(self.embed(sample_vec)),
+                   pair_offset=self.embed_offset())
         if self.count_head is not None:
             out["count_logits"] = self.count_head(asv_states).squeeze(-1)
         if self.cfg.task != "encoder":
@@ -223,7 +229,7 @@ class AAM(nn.Module):
     def load_encoder_from(self, other: "AAM"):
         """Copy the encoder weights of a pretrained model (sizes must agree)."""
         mine, theirs = self.state_dict(), other.state_dict()
-        keys = [k for k in theirs if k.startswith(("asv.", "sample.", "embed"))]
+        keys = [k for k in theirs if k.startswith(("asv.", "sample.", "embed"))]  # + offset
         bad = [k for k in keys if k not in mine or mine[k].shape != theirs[k].shape]
         if bad:
             raise ValueError(f"The pretrained encoder does not match this model's sizes "

@@ -79,6 +79,17 @@ class LogScale(nn.Module):
         return x * self.log_scale.exp().to(x.dtype)
 
 
+class DistanceOffset(nn.Module):
+    """A learnable distance >= 0 added to every distance between two different samples."""
+
+    def __init__(self):
+        super().__init__()
+        self.offset = nn.Parameter(torch.zeros(1))      # 1-D: FSDP shards no scalars
+
+    def forward(self):
+        return self.offset.abs().float()
+
+
 class KmerProfile(nn.Module):
     """An ASV's k-mer content as a vector: the sum of learned k-mer vectors over the sequence,
     divided by sqrt(number of k-mers) (so O(1) per dimension at init).  k-mers holding anything

@@ -12,15 +12,16 @@ def pairwise_distances(emb):
     return torch.sqrt(d2.clamp_min(1e-12))
 
 
-def pairwise_loss(emb, target):
-    """MSE between embedding distances and UniFrac over the off-diagonal pairs (i < j).
+def pairwise_loss(emb, target, offset=0.0):
+    """MSE between the model's distances (``offset`` + embedding distance) and UniFrac over
+    the off-diagonal pairs (i < j).
 
     No squashing, no clipping, any batch size >= 2 (a single sample has no pair: loss 0)."""
     n = emb.shape[0]
     if n < 2:
         return emb.float().sum() * 0.0
     i, j = torch.triu_indices(n, n, 1, device=emb.device)
-    return F.mse_loss(pairwise_distances(emb)[i, j], target.float()[i, j])
+    return F.mse_loss(pairwise_distances(emb)[i, j] + offset, target.float()[i, j])
 
 
 def nucleotide_loss(logits, targets):

@@ -37,14 +37,15 @@ def macro_f1(y, p, n_classes: int | None = None) -> float:
     return float(np.mean(f1s)) if f1s else float("nan")
 
 
-def pair_distances(emb):
-    """(i, j, d): the pairs i < j and the Euclidean distances between those rows of emb."""
+def pair_distances(emb, offset: float = 0.0):
+    """(i, j, d): the pairs i < j and the model's distances between those rows of emb:
+    ``offset`` + Euclidean distance (the model's offset: ``api.distance_offset``)."""
     emb = np.asarray(emb, float)
     i, j = np.triu_indices(len(emb), 1)
-    return i, j, np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1))
+    return i, j, offset + np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1))
 
 
-def distance_r2(emb, dist) -> float:
-    """R² of embedding Euclidean distances against target distances over pairs i < j."""
-    i, j, d = pair_distances(emb)
+def distance_r2(emb, dist, offset: float = 0.0) -> float:
+    """R² of the model's distances (see pair_distances) against target distances, pairs i < j."""
+    i, j, d = pair_distances(emb, offset)
     return r2_score(np.asarray(dist)[i, j], d) if len(i) else float("nan")

@@ -129,9 +129,10 @@ class Trainer:
 
     @torch.no_grad()
     def calibrate(self, max_rows: int = 512):
-        """Before the first step (a resumed run then loads its own values): scale the embedding
-        so its mean pairwise distance equals the mean UniFrac distance, and standardise the
-        head's input, both on (up to ``max_rows``) training samples in eval mode."""
+        """Before the first step (a resumed run then loads its own values): set the distance
+        offset to the 1st percentile of the training samples' UniFrac distances and scale the
+        embedding so the mean model distance equals the mean UniFrac distance; standardise the
+        head's input.  All on (up to ``max_rows``) training samples in eval mode."""
         if not (self.use_pair or self.use_target):
             return
         rows = self.data.train_rows
@@ -142,9 +143,12 @@ class Trainer:
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
         if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its scale
             i, j, d = pair_distances(outs[0])
-            d, target = d.mean(), self.data.builder.distances[rows[i], rows[j]].mean()
-            if d > 0 and target > 0:
-                model.embed_scale.log_scale += float(np.log(target / d))
+            target = self.data.builder.distances[rows[i], rows[j]]
+            offset = float(np.percentile(target, 1))
+            d, target = d.mean(), target.mean()
+            if d > 0 and target > offset:
+                model.embed_offset.offset.fill_(offset)
+                model.embed_scale.log_scale += float(np.log((target - offset) / d))
         if self.use_target:
             f = torch.as_tensor(outs[-1], device=self.device)
             model.head_shift.copy_(f.mean(0))
@@ -201,7 +205,7 @@ class Trainer:
             emb = out["embedding"]
             if self.world > 1:
                 emb = gather_with_grad(emb)
-            parts["pair"] = L.pairwise_loss(emb, t["distances"])
+            parts["pair"] = L.pairwise_loss(emb, t["distances"], out["pair_offset"])
         if self.use_nuc and "nuc_logits" in out:
             parts["nuc"] = L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
         if self.use_count:
@@ -326,12 +330,13 @@ class Trainer:
         self.model.eval()
         b, cfg = self.data.builder, self.cfg
         rng = np.random.default_rng([cfg.seed, 1_000_003])  # same masks every epoch
-        sums, n_seen, embs, preds, targets = {}, 0, [], [], []
+        sums, n_seen, embs, preds, targets, offset = {}, 0, [], [], [], 0.0
         for batch in b.batches(rows, max(2, cfg.batch_size), rng, mask=self.use_nuc):
             t = self._to_device(batch)
             with autocast(self.device, self.precision):
                 out = self.model(**t, asv_cache=self.asv_cache)
             embs.append(out["embedding"].float().cpu().numpy())
+            offset = float(out["pair_offset"])
             if self.use_target:
                 preds.append(out["prediction"].float().cpu().numpy())
                 targets.append(batch.targets)
@@ -342,7 +347,7 @@ class Trainer:
         res = {f"val_{k}": v / n_seen for k, v in sums.items()}
         emb = np.concatenate(embs)
         if self.use_pair:
-            i, j, d = pair_distances(emb)      # once, for both scores
+            i, j, d = pair_distances(emb, offset)      # once, for both scores
             D = b.distances[rows[i], rows[j]]
             res["val_pair"] = float(np.mean((d - D) ** 2)) if len(i) else 0.0
             res["val_unifrac_r2"] = r2_score(D, d) if len(i) else float("nan")
