@@ -208,7 +208,8 @@ def main():
     args = ap.parse_args()
     if args.compare is not None:
         text = compare(args.compare.split(","))
-        (RESULTS / "ablations.md").write_text(text)
+        name = "-".join(t or "defaults" for t in args.compare.split(","))
+        (RESULTS / f"ablations-{name}.md").write_text(text)
         print(text)
         return
     import torch
@@ -287,7 +288,8 @@ def compare(tags) -> str:
             rs = [runs[k] for k in shared if k[0] == ds]
             cells.append(ms([r["targets"][t]["aam"]["macro_f1" if c else "mae"] for r in rs])
                          if t else ms([r["encoder"]["r2"] for r in rs]))
-        lines.append(f"| {', '.join(meta['set']) or 'defaults'} | "
+        label = ", ".join(meta["set"]) or ("defaults" if not tag else f"defaults of `{tag}`")
+        lines.append(f"| {label} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
