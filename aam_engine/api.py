@@ -7,13 +7,15 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import warnings
 
 import numpy as np
 
-from .config import ModelConfig, TrainConfig
-from .data import BatchBuilder, SampleTable, align_distances, compute_unifrac
+from .config import ENCODER_SIZES, ModelConfig, TrainConfig, warn_size_mismatch
+from .data import (BatchBuilder, SampleTable, align_distances, check_distance_matrix,
+                   compute_unifrac)
 from .data.table import first_few, split_ids
 from .io import ModelBundle
 
@@ -30,7 +32,7 @@ def resolve_distances(table: SampleTable, distances=None, tree=None, metric="unw
     if tree is not None:
         return compute_unifrac(table, tree, metric)
     if distances is not None:
-        ids, m = distances
+        ids, m = check_distance_matrix(*distances)
         return table, align_distances(ids, m, table.sample_ids)
     return table, None
 
@@ -48,7 +50,7 @@ def resolve_sizes(model_cfg: ModelConfig, table: SampleTable, **fixed) -> ModelC
 
 
 def _split(sample_ids, cfg: TrainConfig, groups):
-    return split_ids(sample_ids, cfg.validation_fraction, cfg.seed, groups)
+    return split_ids(sample_ids, cfg.validation_fraction, cfg.random_seed, groups)
 
 
 def _check_enough(n_train: int, cfg: TrainConfig):
@@ -166,7 +168,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
                            train_cfg.mask_ratio, train_cfg.mask_strategy)
     data = TaskData(builder, table.index_of(train_ids), table.index_of(val_ids), task,
                     class_weights, decode)
-    torch.manual_seed(train_cfg.seed)
+    torch.manual_seed(train_cfg.random_seed)
     model = AAM(model_cfg)
     if encoder is not None:
         model.load_encoder_from(encoder.build_model())
@@ -178,7 +180,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
                                resolve_device(train_cfg.device))
         train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(),
                                            "batch_size": pick["batch_size"]})
-        torch.manual_seed(train_cfg.seed)     # the trial steps must not shift the RNG
+        torch.manual_seed(train_cfg.random_seed)     # the trial steps must not shift the RNG
     trainer = Trainer(model, data, train_cfg, checkpoint_dir, log_dir)
     history = trainer.fit(resume=resume)
     model = trainer.export_model()
@@ -215,7 +217,7 @@ def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
              log_dir=None) -> ModelBundle:
     """Self-supervised pretraining: UniFrac distances + masked nucleotides."""
     train_cfg.validate()
-    table = prepare_table(table, rarefaction_depth, train_cfg.seed)
+    table = prepare_table(table, rarefaction_depth, train_cfg.random_seed)
     model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
     table, dist = resolve_distances(table, distances, tree, metric)
     if dist is None and train_cfg.nuc_penalty == 0:
@@ -251,12 +253,10 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
             raise ValueError(f"The model given as encoder is a {encoder.task} model; give an "
                              "AAMModel[SequenceEncoder] from `pretrain` (or one of this task).")
         ec = encoder.model_config
-        model_cfg = ModelConfig.from_dict({**model_cfg.to_dict(), **{
-            k: getattr(ec, k) for k in ("embedding_dim", "attention_heads", "attention_layers",
-                                        "intermediate_ratio", "max_bp", "token_limit",
-                                        "embedding_out", "count_head", "kmer_size")}})
+        warn_size_mismatch(model_cfg.to_dict(), ec)
+        model_cfg = dataclasses.replace(model_cfg, **{k: getattr(ec, k) for k in ENCODER_SIZES})
     train_cfg.validate()
-    table = prepare_table(table, rarefaction_depth, train_cfg.seed)
+    table = prepare_table(table, rarefaction_depth, train_cfg.random_seed)
     keep, y, enc, weights = encode_targets(targets, task, table.sample_ids, missing_samples,
                                            train_cfg, model_cfg.output_activation)
     if len(keep) < table.n_samples:

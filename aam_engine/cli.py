@@ -16,33 +16,34 @@ import argparse
 import csv
 import os
 import sys
-from dataclasses import MISSING, fields
 from pathlib import Path
 
-from .config import ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig, declared
 
 _SKIP = {"task", "n_outputs", "covariate_sizes"}
 
 
 def _add_dataclass(parser, cls, group_name):
+    """One flag per declared setting (aam_engine.config): its default, choices and help."""
     g = parser.add_argument_group(group_name)
-    for f in fields(cls):
-        if f.name in _SKIP:
+    for name, default, meta in declared(cls):
+        if name in _SKIP:
             continue
-        default = f.default if f.default is not MISSING else None
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + name.replace("_", "-")
+        help = f"{meta['help']} (default {default})".replace("%", "%%")
         if isinstance(default, bool):
             g.add_argument(flag, type=lambda s: s.lower() in ("1", "true", "yes"),
-                           default=default, metavar="BOOL", help=f"(default {default})")
+                           default=default, metavar="BOOL", help=help)
         else:
-            g.add_argument(flag, type=type(default), default=default, help=f"(default {default})")
+            g.add_argument(flag, type=type(default), default=default, help=help,
+                           choices=meta["choices"])
 
 
 def _configs(args):
-    m = ModelConfig(**{f.name: getattr(args, f.name) for f in fields(ModelConfig)
-                       if f.name not in _SKIP})
-    t = TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
-    return m.validate(), t.validate()
+    """Configurations from the flags (aam_engine.api validates them where they enter)."""
+    m = ModelConfig(**{n: getattr(args, n) for n, _, _ in declared(ModelConfig) if n not in _SKIP})
+    t = TrainConfig(**{n: getattr(args, n) for n, _, _ in declared(TrainConfig)})
+    return m, t
 
 
 def read_metadata(path) -> dict[str, dict[str, str]]:

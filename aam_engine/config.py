@@ -1,138 +1,223 @@
-"""Configuration dataclasses, validated once at the edge and serialised to JSON."""
+"""Every setting of the engine, declared once: name, default, range or choices, one-line help.
+
+The dataclass fields below are the only declaration.  ``validate()`` checks them (called once,
+where a configuration enters: ``api`` and ``from_dict``); the engine CLI derives its flags and
+the QIIME 2 plugin derives its parameter types, defaults and descriptions from the same fields
+(``plugin`` names the group of actions that expose a setting; None = engine only).
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import warnings
+from dataclasses import MISSING, asdict, dataclass, field, fields
 
 TASKS = ("encoder", "regression", "classification")
+DEVICES = ("auto", "cpu", "cuda")       # or cuda:N
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
+def setting(default, help: str, *, lo=None, hi=None, lo_open: bool = False, choices=None,
+            plugin: str | None = None):
+    """A dataclass field with its declaration in ``metadata``: range [lo, hi] (lo excluded when
+    ``lo_open``), ``choices``, ``help``, and the plugin group that exposes it."""
+    meta = dict(help=help, lo=lo, hi=hi, lo_open=lo_open,
+                choices=None if choices is None else tuple(choices), plugin=plugin)
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+def declared(cls):
+    """[(name, default, metadata)] of a config class, in declaration order."""
+    return [(f.name, f.default_factory() if f.default is MISSING else f.default, f.metadata)
+            for f in fields(cls)]
+
+
+def _check_field(name, value, meta):
+    choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
+    if choices is not None and value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
-
-
-def _check_range(name, value, lo=None, hi=None, lo_open=False):
-    if lo is not None and (value <= lo if lo_open else value < lo):
-        raise ValueError(f"{name} must be {'>' if lo_open else '>='} {lo}; got {value}")
+    if lo is not None and (value <= lo if meta.get("lo_open") else value < lo):
+        raise ValueError(f"{name} must be {'>' if meta.get('lo_open') else '>='} {lo}; "
+                         f"got {value}")
     if hi is not None and value > hi:
         raise ValueError(f"{name} must be <= {hi}; got {value}")
 
 
 class _Serial:
+    # names written by earlier versions -> today's names (model directories stay readable)
+    RENAMED: dict = {}
+
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict):
+        d = {cls.RENAMED.get(k, k): v for k, v in d.items()}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
             raise ValueError(f"{cls.__name__}: unknown settings {sorted(unknown)}")
-        obj = cls(**d)
-        obj.validate()
-        return obj
+        return cls(**d).validate()
+
+    def validate(self):
+        """Every declared range / choice, then the checks that involve several settings."""
+        for name, _, meta in declared(type(self)):
+            _check_field(name, getattr(self, name), meta)
+        self._validate_together()
+        return self
+
+    def _validate_together(self):
+        pass
 
 
 @dataclass
 class ModelConfig(_Serial):
-    task: str = "encoder"
-    embedding_dim: int = 128
-    attention_heads: int = 4
-    attention_layers: int = 4          # per encoder (ASV level and sample level)
-    intermediate_ratio: int = 4        # feed-forward width / embedding_dim
-    dropout: float = 0.0
-    max_bp: int = 0                    # nucleotides read per ASV; 0 = from the data (longest, <= 150)
-    kmer_size: int = 6                 # k-mer profile of each ASV added to its vector (0 = off)
-    token_limit: int = 1024
-    embedding_out: int = 0             # size of the UniFrac embedding space (0 = embedding_dim)
-    count_head: bool = False
+    task: str = setting("encoder", "What the model predicts.", choices=TASKS)
+    embedding_dim: int = setting(
+        128, "Width of the transformer (ASV and sample encoders). Must be divisible by "
+        "attention-heads.", lo=8, plugin="model")
+    attention_heads: int = setting(4, "Attention heads per transformer layer.", lo=1,
+                                   plugin="model")
+    attention_layers: int = setting(
+        4, "Transformer layers in each encoder (nucleotide level and ASV level).", lo=1,
+        plugin="model")
+    intermediate_ratio: int = setting(4, "Feed-forward width / embedding_dim.", lo=1)
+    dropout: float = setting(0.0, "Dropout rate.", lo=0, hi=0.9, plugin="model")
+    max_bp: int = setting(
+        0, "Nucleotides read per ASV; longer sequences are cut, shorter ones padded. 0: the "
+        "longest sequence in the table, at most 150.", lo=0, plugin="model")
+    kmer_size: int = setting(
+        6, "Length of the k-mers whose profile is added to each ASV's vector, so that ASVs "
+        "differing by a few bases are told apart from the start (0 = off).", lo=0, hi=8,
+        plugin="model")
+    token_limit: int = setting(1024, "Most ASVs read per sample (the most abundant ones are "
+                                     "kept).", lo=1, plugin="model")
+    embedding_out: int = setting(0, "Size of the UniFrac embedding space (0 = embedding_dim).",
+                                 lo=0)
+    count_head: bool = setting(False, "Add a head that predicts each ASV's relative abundance.")
     # fine-tuning head
-    head_pools: int = 1                # attention pools over the ASVs that the head reads
-    n_outputs: int = 1                 # 1 for regression, n classes for classification
-    output_activation: str = "linear"  # linear | softplus | exp | bounded
-    covariate_sizes: list = field(default_factory=list)  # categories per covariate (excl. unknown)
-    covariate_fusion: str = "concat"   # concat | add
-    freeze_base: bool = True           # with a pretrained encoder: train the head only
+    head_pools: int = setting(1, "Attention pools over the ASVs that the prediction head reads.",
+                              lo=0, hi=64)
+    n_outputs: int = setting(1, "1 for regression, the number of classes for classification.",
+                             lo=1)
+    output_activation: str = setting(
+        "linear", "Output transform: 'softplus' / 'exp' keep predictions positive, 'bounded' "
+        "keeps them within the training range.",
+        choices=("linear", "softplus", "exp", "bounded"), plugin="regression")
+    covariate_sizes: list = setting([], "Categories per covariate (unknown excluded).")
+    covariate_fusion: str = setting("concat", "How covariates join the head's input.",
+                                    choices=("concat", "add"))
+    freeze_base: bool = setting(
+        True, "With a pretrained encoder (--i-encoder): keep it fixed and train only the "
+        "prediction head (ASV vectors are computed once per feature and cached, ~20x faster per "
+        "epoch). Without an encoder but with a phylogeny or distance matrix, an encoder is "
+        "first pretrained on this table's UniFrac (all its samples), then kept fixed. False "
+        "fine-tunes the whole model (or trains it from scratch without an encoder).",
+        plugin="fit")
 
-    def validate(self):
-        _check_choice("task", self.task, TASKS)
-        _check_range("max_bp", self.max_bp, 0)
-        for n in ("embedding_dim", "attention_heads", "attention_layers",
-                  "token_limit", "intermediate_ratio", "n_outputs"):
-            _check_range(n, getattr(self, n), 1)
+    def _validate_together(self):
         if self.embedding_dim % self.attention_heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by "
                              f"attention_heads ({self.attention_heads})")
-        _check_range("dropout", self.dropout, 0, 0.9)
-        _check_range("kmer_size", self.kmer_size, 0, 8)
-        _check_range("head_pools", self.head_pools, 0, 64)
-        _check_range("embedding_out", self.embedding_out, 0)
-        _check_choice("output_activation", self.output_activation,
-                      ("linear", "softplus", "exp", "bounded"))
-        _check_choice("covariate_fusion", self.covariate_fusion, ("concat", "add"))
         if self.task == "classification" and self.n_outputs < 2:
             raise ValueError("a classifier needs at least 2 classes")
-        return self
 
 
 @dataclass
 class TrainConfig(_Serial):
-    epochs: int = 100
-    batch_size: int = 16
-    learning_rate: float = 1e-3
-    weight_decay: float = 0.01
-    optimizer: str = "adamw"             # adamw | adam | sgd
-    scheduler: str = "warmup_cosine"     # warmup_cosine | cosine_restarts | plateau | onecycle | constant
-    warmup_steps: int = 100
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0
-    precision: str = "auto"              # auto | fp32 | bf16 | fp16
-    compile: bool = False
-    device: str = "auto"                 # auto | cpu | cuda | cuda:N
-    devices: int = 1                     # processes on this node (0 = every visible GPU)
-    strategy: str = "ddp"                # ddp | fsdp (parameters sharded across processes)
-    memory_budget_mb: float = 0.0        # > 0: batch_size chosen to fit this (trial steps)
-    seed: int = 0
-    validation_fraction: float = 0.1
-    patience: int = 10
-    # objectives
-    penalty: float = 1.0                 # UniFrac pairwise loss
-    nuc_penalty: float = 0.0             # masked nucleotides (0 = off)
-    target_penalty: float = 1.0
-    count_penalty: float = 0.0
-    mask_ratio: float = 0.15
-    mask_strategy: str = "random"        # random | span
-    asv_selection: str = "abundance"     # abundance | sample
-    regression_loss: str = "mse"         # mse | huber
-    classification_loss: str = "cross_entropy"  # cross_entropy | focal
-    class_weights: str = "none"          # none | balanced
-    target_transform: str = "none"       # none | log1p
-    max_nan_steps: int = 5               # consecutive non-finite steps before giving up
-    progress: bool = True
+    RENAMED = {"seed": "random_seed"}
 
-    def validate(self):
-        for n in ("epochs", "batch_size", "gradient_accumulation_steps", "max_nan_steps"):
-            _check_range(n, getattr(self, n), 1)
-        _check_range("devices", self.devices, 0)
-        _check_range("memory_budget_mb", self.memory_budget_mb, 0)
-        _check_range("learning_rate", self.learning_rate, 0, lo_open=True)
-        _check_range("validation_fraction", self.validation_fraction, 0, 0.9)
-        _check_range("patience", self.patience, 0)
-        _check_range("mask_ratio", self.mask_ratio, 0, 0.9)
-        for n in ("penalty", "nuc_penalty", "target_penalty", "count_penalty", "weight_decay",
-                  "max_grad_norm", "warmup_steps"):
-            _check_range(n, getattr(self, n), 0)
-        _check_choice("optimizer", self.optimizer, ("adamw", "adam", "sgd"))
-        _check_choice("strategy", self.strategy, ("ddp", "fsdp"))
-        _check_choice("scheduler", self.scheduler,
-                      ("warmup_cosine", "cosine_restarts", "plateau", "onecycle", "constant"))
-        _check_choice("precision", self.precision, ("auto", "fp32", "bf16", "fp16"))
-        _check_choice("mask_strategy", self.mask_strategy, ("random", "span"))
-        _check_choice("asv_selection", self.asv_selection, ("abundance", "sample"))
-        _check_choice("regression_loss", self.regression_loss, ("mse", "huber"))
-        _check_choice("classification_loss", self.classification_loss, ("cross_entropy", "focal"))
-        _check_choice("class_weights", self.class_weights, ("none", "balanced"))
-        _check_choice("target_transform", self.target_transform, ("none", "log1p"))
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got {self.device!r}")
-        return self
+    epochs: int = setting(100, "Most passes over the training samples.", lo=1, plugin="train")
+    batch_size: int = setting(
+        16, "Samples per optimisation step (per device). The UniFrac loss compares every pair "
+        "in the batch.", lo=2, plugin="train")
+    learning_rate: float = setting(1e-3, "Peak learning rate (AdamW, warm-up then cosine "
+                                         "decay).", lo=0, lo_open=True, plugin="train")
+    weight_decay: float = setting(0.01, "AdamW weight decay.", lo=0, plugin="train")
+    optimizer: str = setting("adamw", "Optimizer.", choices=("adamw", "adam", "sgd"))
+    scheduler: str = setting(
+        "warmup_cosine", "Learning-rate schedule.",
+        choices=("warmup_cosine", "cosine_restarts", "plateau", "onecycle", "constant"))
+    warmup_steps: int = setting(100, "Steps of linear learning-rate warm-up.", lo=0)
+    gradient_accumulation_steps: int = setting(
+        1, "Batches whose gradients are summed before each step.", lo=1, plugin="train")
+    max_grad_norm: float = setting(1.0, "Gradient-norm clipping (0 = off).", lo=0)
+    precision: str = setting(
+        "auto", "Arithmetic precision. 'auto': bf16 on GPUs that support it, fp16 with loss "
+        "scaling on older GPUs, fp32 on CPU.", choices=("auto", "fp32", "bf16", "fp16"),
+        plugin="train")
+    compile: bool = setting(False, "Compile the model with torch.compile (falls back to eager "
+                                   "execution where unsupported).", plugin="train")
+    device: str = setting(
+        "auto", "Where to train: 'auto' uses a CUDA GPU when PyTorch sees one, else the CPU "
+        "('cuda:N' picks one GPU).", plugin="train")
+    devices: int = setting(
+        0, "Training processes on this machine: 0 = every visible GPU when training on CUDA "
+        "(one process on CPU); N > 1 trains with PyTorch DDP, each process taking batch-size "
+        "samples per step (the UniFrac loss still compares every pair of the global batch).",
+        lo=0, plugin="train")
+    strategy: str = setting(
+        "ddp", "With devices > 1: 'ddp' replicates the model in every process; 'fsdp' shards "
+        "parameters, gradients and optimizer state across them (large models).",
+        choices=("ddp", "fsdp"), plugin="train")
+    memory_budget_mb: float = setting(0.0, "> 0: batch size chosen to fit this many MB (trial "
+                                           "steps).", lo=0)
+    random_seed: int = setting(
+        0, "Seed for the split, batching, masking and initialisation: the same seed on CPU "
+        "gives the same model.", plugin="train")
+    validation_fraction: float = setting(
+        0.1, "Fraction of samples held out for validation, early stopping and the summary "
+        "plots.", lo=0, hi=0.9, plugin="train")
+    patience: int = setting(10, "Stop after this many epochs without validation improvement "
+                                "(0 = never).", lo=0, plugin="train")
+    # objectives
+    penalty: float = setting(1.0, "Weight of the UniFrac pairwise-distance loss (used when a "
+                                  "distance matrix or phylogeny is given).", lo=0, plugin="train")
+    nuc_penalty: float = setting(
+        0.0, "Weight of the masked-nucleotide loss (0 = off: the encoder then learns from "
+        "UniFrac on the same unmasked sequences that prediction reads).", lo=0, plugin="train")
+    target_penalty: float = setting(1.0, "Weight of the prediction loss.", lo=0, plugin="fit")
+    count_penalty: float = setting(0.0, "Weight of the relative-abundance prediction loss "
+                                        "(0 = off).", lo=0, plugin="train")
+    mask_ratio: float = setting(0.15, "Fraction of nucleotides masked for the masked-nucleotide "
+                                      "objective.", lo=0, hi=0.9, plugin="train")
+    mask_strategy: str = setting("random", "Masked nucleotides: single bases or spans.",
+                                 choices=("random", "span"))
+    asv_selection: str = setting(
+        "abundance", "How ASVs are chosen when a sample has more than token-limit: the most "
+        "abundant, or drawn in proportion to counts (each epoch anew).",
+        choices=("abundance", "sample"), plugin="train")
+    regression_loss: str = setting("mse", "Regression loss.", choices=("mse", "huber"),
+                                   plugin="regression")
+    classification_loss: str = setting("cross_entropy", "Classification loss.",
+                                       choices=("cross_entropy", "focal"),
+                                       plugin="classification")
+    class_weights: str = setting("none", "'balanced' weights classes inversely to their "
+                                         "frequency.", choices=("none", "balanced"),
+                                 plugin="classification")
+    target_transform: str = setting(
+        "none", "Transform targets before training (predictions are transformed back).",
+        choices=("none", "log1p"), plugin="regression")
+    max_nan_steps: int = setting(5, "Consecutive non-finite steps before giving up.", lo=1)
+    progress: bool = setting(True, "Show a progress bar.")
+
+    def _validate_together(self):
+        if not (self.device in DEVICES or self.device.startswith("cuda:")):
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got "
+                             f"{self.device!r}")
+
+
+# what a fine-tuned model takes from its pretrained encoder
+ENCODER_SIZES = ("embedding_dim", "attention_heads", "attention_layers", "intermediate_ratio",
+                 "max_bp", "kmer_size", "token_limit", "embedding_out", "count_head")
+
+
+def warn_size_mismatch(asked: dict, encoder: ModelConfig):
+    """A fit with an encoder uses the encoder's sizes: say so (naming both) when the user asked
+    for other sizes than the defaults."""
+    keys = ENCODER_SIZES
+    defaults = {n: d for n, d, _ in declared(ModelConfig)}
+    differ = [f"{k} {asked[k]} (encoder: {getattr(encoder, k)})" for k in keys
+              if k in asked and asked[k] != defaults[k] and asked[k] != getattr(encoder, k)]
+    if differ:
+        warnings.warn("The pretrained encoder's sizes are used, not the ones asked for: "
+                      + "; ".join(differ) + ".", stacklevel=3)

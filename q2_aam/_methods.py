@@ -9,7 +9,7 @@ import pandas as pd
 import qiime2
 import skbio
 
-from aam_engine.config import ModelConfig, TrainConfig
+from aam_engine.config import ModelConfig, TrainConfig, declared
 from aam_engine.data import SampleTable
 from aam_engine.io import ModelBundle
 
@@ -25,14 +25,11 @@ def sample_table(table: biom.Table, sequences: pd.Series | None) -> SampleTable:
     return SampleTable.from_biom(table, seqs)
 
 
-def _configs(params: dict, task: str = "encoder", **model_extra):
-    m = {k: params[k] for k in MODEL}
-    t = {k: params[k] for k in TRAIN if k not in ("rarefaction_depth", "checkpoint_dir")}
-    t["seed"] = t.pop("random_seed")
-    for k in ("target_penalty",):
-        if k in params:
-            t[k] = params[k]
-    return (ModelConfig(task=task, **m, **model_extra).validate(), TrainConfig(**t).validate())
+def _configs(params: dict):
+    """The engine's configurations from an action's parameters: same names, no renaming and no
+    checks here (aam_engine.api validates them once, where they enter the engine)."""
+    pick = lambda cls: cls(**{n: params[n] for n, _, _ in declared(cls) if n in params})
+    return pick(ModelConfig), pick(TrainConfig)
 
 
 def _distances(distance_matrix, phylogeny):
@@ -93,17 +90,7 @@ def _fit(task, table, metadata, sequences, encoder, covariates, distance_matrix,
     from aam_engine import api
     if encoder is not None:
         _check_model(encoder, "encoder")
-    tcfg_extra = {}
-    mextra = {"freeze_base": params["freeze_base"]}
-    if task == "regression":
-        mextra["output_activation"] = params["output_activation"]
-        tcfg_extra = {"regression_loss": params["loss"],
-                      "target_transform": params["target_transform"]}
-    else:
-        tcfg_extra = {"classification_loss": params["loss"],
-                      "class_weights": params["class_weights"]}
-    mcfg, tcfg = _configs(params, task="encoder", **mextra)
-    tcfg = TrainConfig.from_dict({**tcfg.to_dict(), **tcfg_extra})
+    mcfg, tcfg = _configs(params)
     _announce(f"fit ({task})", params)
     targets = metadata.to_series()
     bundle = api.fit(sample_table(table, sequences), targets.to_dict(), task, mcfg, tcfg,

@@ -3,70 +3,37 @@ import inspect
 
 from qiime2.plugin import Bool, Choices, Float, Int, Range, Str
 
+from aam_engine.config import ModelConfig, TrainConfig, declared
+from aam_engine.data.distances import UNIFRAC_METRICS
+
 # name: (QIIME type, default, description).  Every setting that changes results is here, so
-# provenance replay re-runs an action exactly; nothing is read from the environment.
-MODEL = {
-    "embedding_dim": (Int % Range(8, None), 128,
-                      "Width of the transformer (ASV and sample encoders). Must be divisible "
-                      "by attention-heads."),
-    "attention_heads": (Int % Range(1, None), 4, "Attention heads per transformer layer."),
-    "attention_layers": (Int % Range(1, None), 4,
-                         "Transformer layers in each encoder (nucleotide level and ASV level)."),
-    "max_bp": (Int % Range(0, None), 0,
-               "Nucleotides read per ASV; longer sequences are cut, shorter ones padded. "
-               "0: the longest sequence in the table, at most 150."),
-    "kmer_size": (Int % Range(0, 8, inclusive_end=True), 6,
-                  "Length of the k-mers whose profile is added to each ASV's vector, so that "
-                  "ASVs differing by a few bases are told apart from the start (0 = off)."),
-    "token_limit": (Int % Range(1, None), 1024,
-                    "Most ASVs read per sample (the most abundant ones are kept)."),
-    "dropout": (Float % Range(0, 0.9, inclusive_end=True), 0.0, "Dropout rate."),
-}
+# provenance replay re-runs an action exactly; nothing is read from the environment.  Engine
+# settings are DERIVED from aam_engine.config (their one declaration: default, range, choices,
+# help); only the plugin's own settings (how the table is prepared, where checkpoints go, what
+# to do with unlabelled samples, which UniFrac) are declared here.
+
+
+def _qiime_type(default, meta):
+    """The QIIME 2 parameter type of a declared engine setting."""
+    kind = {bool: Bool, int: Int, float: Float, str: Str}[type(default)]
+    if meta["choices"] is not None:
+        return kind % Choices(list(meta["choices"]))
+    if meta["lo"] is None and meta["hi"] is None:
+        return kind
+    return kind % Range(meta["lo"], meta["hi"], inclusive_start=not meta["lo_open"],
+                        inclusive_end=meta["hi"] is not None)
+
+
+def engine_params(group: str) -> dict:
+    """{name: (QIIME type, default, description)} of the engine settings in a plugin group."""
+    return {name: (_qiime_type(default, meta), default, meta["help"])
+            for cls in (ModelConfig, TrainConfig) for name, default, meta in declared(cls)
+            if meta["plugin"] == group}
+
+
+MODEL = engine_params("model")
 TRAIN = {
-    "epochs": (Int % Range(1, None), 100, "Most passes over the training samples."),
-    "batch_size": (Int % Range(2, None), 16,
-                   "Samples per optimisation step (per device). The UniFrac loss compares "
-                   "every pair in the batch."),
-    "learning_rate": (Float % Range(0, None, inclusive_start=False), 1e-3,
-                      "Peak learning rate (AdamW, warm-up then cosine decay)."),
-    "weight_decay": (Float % Range(0, None), 0.01, "AdamW weight decay."),
-    "gradient_accumulation_steps": (Int % Range(1, None), 1,
-                                    "Batches whose gradients are summed before each step."),
-    "mask_ratio": (Float % Range(0, 0.9, inclusive_end=True), 0.15,
-                   "Fraction of nucleotides masked for the masked-nucleotide objective."),
-    "penalty": (Float % Range(0, None), 1.0,
-                "Weight of the UniFrac pairwise-distance loss (used when a distance matrix "
-                "or phylogeny is given)."),
-    "nuc_penalty": (Float % Range(0, None), 0.0,
-                    "Weight of the masked-nucleotide loss (0 = off: the encoder then learns "
-                    "from UniFrac on the same unmasked sequences that prediction reads)."),
-    "count_penalty": (Float % Range(0, None), 0.0,
-                      "Weight of the relative-abundance prediction loss (0 = off)."),
-    "asv_selection": (Str % Choices(["abundance", "sample"]), "abundance",
-                      "How ASVs are chosen when a sample has more than token-limit: the most "
-                      "abundant, or drawn in proportion to counts (each epoch anew)."),
-    "precision": (Str % Choices(["auto", "fp32", "bf16", "fp16"]), "auto",
-                  "Arithmetic precision. 'auto': bf16 on GPUs that support it, fp16 with loss "
-                  "scaling on older GPUs, fp32 on CPU."),
-    "compile": (Bool, False, "Compile the model with torch.compile (falls back to eager "
-                             "execution where unsupported)."),
-    "device": (Str % Choices(["auto", "cpu", "cuda"]), "auto",
-               "Where to train: 'auto' uses a CUDA GPU when PyTorch sees one, else the CPU."),
-    "devices": (Int % Range(0, None), 0,
-                "Training processes on this machine: 0 = every visible GPU when training on "
-                "CUDA (one process on CPU); N > 1 trains with PyTorch DDP, each process taking "
-                "batch-size samples per step (the UniFrac loss still compares every pair of the "
-                "global batch)."),
-    "strategy": (Str % Choices(["ddp", "fsdp"]), "ddp",
-                 "With devices > 1: 'ddp' replicates the model in every process; 'fsdp' "
-                 "shards parameters, gradients and optimizer state across them (large models)."),
-    "random_seed": (Int, 0, "Seed for the split, batching, masking and initialisation: the "
-                            "same seed on CPU gives the same model."),
-    "validation_fraction": (Float % Range(0, 0.9, inclusive_end=True), 0.1,
-                            "Fraction of samples held out for validation, early stopping and "
-                            "the summary plots."),
-    "patience": (Int % Range(0, None), 10,
-                 "Stop after this many epochs without validation improvement (0 = never)."),
+    **engine_params("train"),
     "rarefaction_depth": (Int % Range(1, None), None,
                           "Rarefy every sample to this many reads first (samples with fewer "
                           "are dropped). Default: no rarefaction."),
@@ -75,35 +42,16 @@ TRAIN = {
                        "again after a crash to resume from it."),
 }
 FIT = {
-    "target_penalty": (Float % Range(0, None), 1.0, "Weight of the prediction loss."),
-    "freeze_base": (Bool, True,
-                    "With a pretrained encoder (--i-encoder): keep it fixed and train only the "
-                    "prediction head (ASV vectors are computed once per feature and cached, "
-                    "~20x faster per epoch). Without an encoder but with a phylogeny or "
-                    "distance matrix, an encoder is first pretrained on this table's UniFrac "
-                    "(all its samples), then kept fixed. False fine-tunes the whole model (or "
-                    "trains it from scratch without an encoder)."),
+    **engine_params("fit"),
     "missing_samples": (Str % Choices(["error", "ignore"]), "error",
                         "What to do with table samples that have no target value: 'error' "
                         "names them, 'ignore' trains without them."),
 }
 DISTANCE = {
-    "metric": (Str % Choices(["unweighted", "weighted_normalized", "weighted_unnormalized"]),
-               "unweighted", "UniFrac variant computed when a phylogeny is given."),
+    "metric": (Str % Choices(list(UNIFRAC_METRICS)), "unweighted", "UniFrac variant computed when a phylogeny is given."),
 }
-REGRESSION = {
-    "output_activation": (Str % Choices(["linear", "softplus", "exp", "bounded"]), "linear",
-                          "Output transform: 'softplus' / 'exp' keep predictions positive, "
-                          "'bounded' keeps them within the training range."),
-    "target_transform": (Str % Choices(["none", "log1p"]), "none",
-                         "Transform targets before training (predictions are transformed back)."),
-    "loss": (Str % Choices(["mse", "huber"]), "mse", "Regression loss."),
-}
-CLASSIFICATION = {
-    "class_weights": (Str % Choices(["none", "balanced"]), "none",
-                      "'balanced' weights classes inversely to their frequency."),
-    "loss": (Str % Choices(["cross_entropy", "focal"]), "cross_entropy", "Classification loss."),
-}
+REGRESSION = engine_params("regression")
+CLASSIFICATION = engine_params("classification")
 
 
 def qiime_params(*groups):

@@ -124,7 +124,7 @@ for kind, col_type, extra, out_type, func, example in (
         examples={f"fit_{kind}": example},
     )
 
-PRED_PARAMS = {"covariates": Metadata, "device": Str % Choices(["auto", "cpu", "cuda"])}
+PRED_PARAMS = {"covariates": Metadata, "device": TRAIN["device"][0]}
 PRED_DESC = {**COV_DESC, "device": TRAIN["device"][2]}
 plugin.methods.register_function(
     function=predict_regression,

@@ -56,10 +56,7 @@ class BatchBuilder:
     def __init__(self, table: SampleTable, token_limit: int = 1024, max_bp: int = 150,
                  selection: str = "abundance", distances=None, targets=None, covariates=None,
                  mask_ratio: float = 0.0, mask_strategy: str = "random"):
-        if selection not in ("abundance", "sample"):
-            raise ValueError(f"ASV selection must be 'abundance' or 'sample', got {selection!r}")
-        if token_limit < 1:
-            raise ValueError(f"token_limit must be >= 1, got {token_limit}")
+        # token_limit / selection come from a validated configuration (aam_engine.config)
         self.table = table
         self.token_limit = int(token_limit)
         self.max_bp = int(max_bp)

@@ -28,8 +28,13 @@ def check_distance_matrix(ids, matrix, tol: float = 1e-6) -> tuple[list[str], np
         rows = [ids[i] for i in np.flatnonzero(bad.any(axis=1))]
         raise ValueError(f"Distance matrix has NaN or infinite values in rows {first_few(rows)}; "
                          "recompute it or drop those samples.")
-    if (m < -tol).any():
-        raise ValueError("Distance matrix has negative distances; UniFrac distances are >= 0.")
+    neg = m < -tol
+    if neg.any():
+        i, j = np.argwhere(neg)[0]
+        rows = [ids[k] for k in np.flatnonzero(neg.any(axis=1))]
+        raise ValueError(f"Distance matrix has negative distances (e.g. d({ids[i]!r}, "
+                         f"{ids[j]!r}) = {m[i, j]:.6g}; rows {first_few(rows)}): it does not hold "
+                         "distances. Give UniFrac (or another metric), which is never negative.")
     asym = np.abs(m - m.T) > tol * max(1.0, float(np.abs(m).max()))
     if asym.any():
         i, j = np.argwhere(asym)[0]

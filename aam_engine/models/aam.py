@@ -96,7 +96,6 @@ class AAM(nn.Module):
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        cfg.validate()
         if cfg.max_bp < 1:
             raise ValueError("max_bp 0 (from the data) must be resolved before building a model "
                              "(aam_engine.api does it)")

@@ -137,7 +137,7 @@ class Trainer:
             return
         rows = self.data.train_rows
         if len(rows) > max_rows:
-            rows = np.sort(np.random.default_rng(self.cfg.seed).choice(rows, max_rows, False))
+            rows = np.sort(np.random.default_rng(self.cfg.random_seed).choice(rows, max_rows, False))
         model, was = self.model, self.model.training
         keys = ("embedding",) + (("head_features",) if self.use_target else ())
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
@@ -244,7 +244,7 @@ class Trainer:
         if self.frozen:
             for m in self.model.base_modules():
                 m.eval()
-        rng = np.random.default_rng([cfg.seed, epoch])
+        rng = np.random.default_rng([cfg.random_seed, epoch])
         rows = self.data.train_rows[rng.permutation(len(self.data.train_rows))]
         sums, n_seen, nuc_acc = {}, 0, []
         accum = cfg.gradient_accumulation_steps
@@ -329,7 +329,7 @@ class Trainer:
             return {}
         self.model.eval()
         b, cfg = self.data.builder, self.cfg
-        rng = np.random.default_rng([cfg.seed, 1_000_003])  # same masks every epoch
+        rng = np.random.default_rng([cfg.random_seed, 1_000_003])  # same masks every epoch
         sums, n_seen, embs, preds, targets, offset = {}, 0, [], [], [], 0.0
         for batch in b.batches(rows, max(2, cfg.batch_size), rng, mask=self.use_nuc):
             t = self._to_device(batch)
@@ -455,7 +455,7 @@ class Trainer:
     def fit(self, resume: bool = True) -> list[dict]:
         cfg = self.cfg
         if not (resume and self.try_resume()):
-            torch.manual_seed(cfg.seed)
+            torch.manual_seed(cfg.random_seed)
         monitor_rows = self.data.val_rows if len(self.data.val_rows) else None
         from tqdm.auto import tqdm
         start = self.state["epoch"]

@@ -185,12 +185,28 @@ def test_read_distance_formats(tmp_path, fmt):
     (lambda m: m.__setitem__((0, 1), np.nan), "NaN"),
     (lambda m: m.__setitem__((0, 1), m[0, 1] + 1), "not symmetric"),
     (lambda m: m.__setitem__((0, 0), 1.0), "diagonal"),
+    (lambda m: (m.__setitem__((0, 2), -0.5), m.__setitem__((2, 0), -0.5)),
+     r"negative distances \(e.g. d\('a', 'c'\) = -0.5; rows 'a', 'c'"),
 ])
 def test_bad_distance_matrix(mutate, match):
     m = _dm("abc")
     mutate(m)
     with pytest.raises(ValueError, match=match):
         check_distance_matrix(list("abc"), m)
+
+
+def test_fit_refuses_negative_distances_given_in_memory(example):
+    """The plugin hands matrices over in memory: they are checked like files."""
+    from aam_engine import api
+    from aam_engine.config import ModelConfig, TrainConfig
+    table = example[0]
+    ids = table.sample_ids
+    m = _dm(ids)
+    m[1, 3] = m[3, 1] = -0.2
+    with pytest.raises(ValueError, match=f"negative distances.*{ids[1]}"):
+        api.pretrain(table, ModelConfig(embedding_dim=8, attention_heads=2,
+                                          attention_layers=1, token_limit=8),
+                     TrainConfig(epochs=1, progress=False), distances=(ids, m))
 
 
 def test_unifrac_from_tree_matches_library(example):

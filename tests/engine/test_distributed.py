@@ -84,7 +84,7 @@ def _worker_train(rank, world, path, outdir, batch_size, strategy="ddp", ckpt=No
     torch.manual_seed(0)
     model = AAM(MC)
     cfg = TrainConfig(epochs=2, batch_size=batch_size, learning_rate=1e-3, nuc_penalty=0,
-                      progress=False, validation_fraction=0, warmup_steps=0, seed=3,
+                      progress=False, validation_fraction=0, warmup_steps=0, random_seed=3,
                       strategy=strategy)
     trainer = Trainer(model, TaskData(b, np.arange(16), np.array([], int), "regression"), cfg,
                       checkpoint_dir=ckpt)
@@ -128,7 +128,7 @@ def test_training_world2_equals_world1(tmp_path, strategy):
     torch.manual_seed(0)
     model = AAM(MC)
     cfg = TrainConfig(epochs=2, batch_size=8, learning_rate=1e-3, nuc_penalty=0, progress=False,
-                      validation_fraction=0, warmup_steps=0, seed=3)
+                      validation_fraction=0, warmup_steps=0, random_seed=3)
     Trainer(model, TaskData(b, np.arange(16), np.array([], int), "regression"), cfg).fit()
     for k, v in model.state_dict().items():
         torch.testing.assert_close(ddp[k], v, atol=1e-5, rtol=1e-4, msg=k)
@@ -142,7 +142,7 @@ def test_api_devices_spawns_workers_and_returns_rank0_model(example):
     mc = ModelConfig(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60,
                      token_limit=24, dropout=0.0, freeze_base=False)   # one model, all weights
     kw = dict(epochs=2, learning_rate=1e-3, nuc_penalty=0, progress=False,
-              validation_fraction=0.2, warmup_steps=0, seed=4, device="cpu")
+              validation_fraction=0.2, warmup_steps=0, random_seed=4, device="cpu")
     two = api.fit(table, md["age"].to_dict(), "regression", mc,
                   TrainConfig(batch_size=4, devices=2, **kw), distances=(table.sample_ids, dist_m))
     one = api.fit(table, md["age"].to_dict(), "regression", mc,

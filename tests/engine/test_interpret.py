@@ -33,7 +33,7 @@ def planted():
                                     dict(zip(d.feature_ids, seqs)))
     targets = dict(zip(d.sample_ids, np.where(present, "carrier", "non-carrier")))
     cfg = TrainConfig(epochs=30, batch_size=8, learning_rate=3e-3, nuc_penalty=0, progress=False,
-                      validation_fraction=0, warmup_steps=0, scheduler="constant", seed=0,
+                      validation_fraction=0, warmup_steps=0, scheduler="constant", random_seed=0,
                       patience=0)
     model = api.fit(table, targets, "classification", MC, cfg)
     ids, labels, _, _ = api.predict(model, table)
@@ -71,7 +71,7 @@ def test_embedding_distances_track_unifrac_after_pretraining(example):
     from scipy.stats import spearmanr
     table, dist, _ = example
     cfg = dict(batch_size=8, learning_rate=1e-2, nuc_penalty=0, progress=False,
-               validation_fraction=0, warmup_steps=0, seed=0, scheduler="constant", patience=0)
+               validation_fraction=0, warmup_steps=0, random_seed=0, scheduler="constant", patience=0)
     def rho(bundle):
         _, emb = api.embed(bundle, table)
         d = np.sqrt(((emb[:, None] - emb[None]) ** 2).sum(-1))

@@ -76,7 +76,7 @@ def test_1000_bf16_steps_on_real_data_stay_finite():
     bb = BatchBuilder(table, mc.token_limit, mc.max_bp, distances=dist, mask_ratio=0.15)
     rows = np.arange(160)
     cfg = TrainConfig(epochs=25, batch_size=4, learning_rate=1e-3, precision="bf16",
-                      progress=False, validation_fraction=0, patience=0, seed=0)
+                      progress=False, validation_fraction=0, patience=0, random_seed=0)
     trainer = Trainer(AAM(mc), TaskData(bb, rows, np.array([], int), "encoder"), cfg)
     hist = trainer.fit()
     steps = trainer.state["step"]

@@ -17,7 +17,7 @@ MC = dict(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60, to
 
 def tc(**kw):
     base = dict(epochs=2, batch_size=8, learning_rate=3e-3, warmup_steps=0, progress=False,
-                validation_fraction=0.2, seed=1)
+                validation_fraction=0.2, random_seed=1)
     return TrainConfig(**{**base, **kw})
 
 
@@ -47,7 +47,7 @@ def test_same_seed_same_metrics(example):
     runs = [api.pretrain(table, mc(), tc(), distances=(table.sample_ids, dist)).history
             for _ in range(2)]
     assert runs[0] == [{**h, "seconds": runs[0][i]["seconds"]} for i, h in enumerate(runs[1])]
-    other = api.pretrain(table, mc(), tc(seed=2), distances=(table.sample_ids, dist)).history
+    other = api.pretrain(table, mc(), tc(random_seed=2), distances=(table.sample_ids, dist)).history
     assert other[-1]["train_loss"] != runs[0][-1]["train_loss"]
 
 
@@ -193,3 +193,24 @@ def test_cuda_request_without_gpu_is_clear():
     from aam_engine.training.runtime import resolve_device
     with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_device("cuda")
+
+
+def test_encoder_sizes_win_and_the_difference_is_named(example):
+    table, dist, _ = example
+    enc = api.pretrain(table, mc(), tc(epochs=1), distances=(table.sample_ids, dist))
+    targets = dict(zip(table.sample_ids, np.arange(table.n_samples, dtype=float)))
+    with pytest.warns(UserWarning, match=r"embedding_dim 32 \(encoder: 16\)"):
+        model = api.fit(table, targets, "regression", mc(embedding_dim=32), tc(epochs=1),
+                        encoder=enc)
+    assert model.model_config.embedding_dim == 16
+
+
+def test_configs_validate_every_declared_range_and_read_old_names():
+    from aam_engine.config import TrainConfig as T
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        T(batch_size=1).validate()
+    with pytest.raises(ValueError, match="learning_rate must be > 0"):
+        T(learning_rate=0).validate()
+    with pytest.raises(ValueError, match="precision must be one of"):
+        T(precision="fp8").validate()
+    assert T.from_dict({"seed": 4}).random_seed == 4      # model directories written before
