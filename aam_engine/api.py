@@ -4,6 +4,10 @@
     fit(table, targets, task, encoder=None, ...) -> ModelBundle (regressor / classifier)
     predict(bundle, table)                       -> predictions (+ class probabilities)
     embed(bundle, table)                         -> sample embeddings
+
+It is also the one door for callers outside the engine (the QIIME 2 plugin): the names they
+need from the engine's modules are re-exported here (torch is imported only when training or
+inference runs).
 """
 from __future__ import annotations
 
@@ -13,11 +17,21 @@ import warnings
 
 import numpy as np
 
-from .config import ENCODER_SIZES, ModelConfig, TrainConfig, warn_size_mismatch
+from .config import (ENCODER_SIZES, ModelConfig, TrainConfig, apply_preset, declared,
+                     warn_size_mismatch)
 from .data import (BatchBuilder, SampleTable, align_distances, check_distance_matrix,
                    compute_unifrac)
+from .data.distances import UNIFRAC_METRICS
 from .data.table import first_few, split_ids
 from .io import ModelBundle
+from .io.model_dir import history_tsv, read_model_dir, write_model_files
+from .metrics import accuracy, macro_f1, mae, r2_score
+
+__all__ = [  # for callers outside the engine
+    "pretrain", "fit", "predict", "embed", "embedding_distances", "distance_offset",
+    "ModelConfig", "TrainConfig", "declared", "SampleTable", "split_ids", "ModelBundle",
+    "UNIFRAC_METRICS", "history_tsv", "read_model_dir", "write_model_files",
+    "accuracy", "macro_f1", "mae", "r2_score"]
 
 
 # ---------------------------------------------------------------------------- preparation
@@ -216,7 +230,7 @@ def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
              rarefaction_depth: int | None = None, groups=None, checkpoint_dir=None,
              log_dir=None) -> ModelBundle:
     """Self-supervised pretraining: UniFrac distances + masked nucleotides."""
-    train_cfg.validate()
+    model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
     table = prepare_table(table, rarefaction_depth, train_cfg.random_seed)
     model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
     table, dist = resolve_distances(table, distances, tree, metric)
@@ -241,6 +255,7 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
     fine-tunes the given encoder, or trains the whole model from scratch."""
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
     if encoder is None and model_cfg.freeze_base and (distances is not None or tree is not None):
         sub = lambda d, name: None if d is None else f"{d}/{name}"
         encoder = pretrain(table, model_cfg, train_cfg, distances, tree, metric,
@@ -255,7 +270,6 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         ec = encoder.model_config
         warn_size_mismatch(model_cfg.to_dict(), ec)
         model_cfg = dataclasses.replace(model_cfg, **{k: getattr(ec, k) for k in ENCODER_SIZES})
-    train_cfg.validate()
     table = prepare_table(table, rarefaction_depth, train_cfg.random_seed)
     keep, y, enc, weights = encode_targets(targets, task, table.sample_ids, missing_samples,
                                            train_cfg, model_cfg.output_activation)
@@ -287,7 +301,9 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
 
 
 # ---------------------------------------------------------------------------- inference
-def _inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None):
+def inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None):
+    """(model in eval mode on its device, batch builder, device) to run a saved model on a
+    table: predict, embed and aam_engine.interpret share it."""
     from .training.runtime import resolve_device
     dev = resolve_device(device)
     model = bundle.build_model().to(dev)
@@ -310,7 +326,7 @@ def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: st
         raise ValueError("This model is an encoder (from `pretrain`): it has no prediction head. "
                          "Fine-tune it with fit-regressor / fit-classifier first, or use `embed`.")
     from .training.trainer import run_model
-    model, builder, dev = _inference_setup(bundle, table, device, covariates)
+    model, builder, dev = inference_setup(bundle, table, device, covariates)
     out = run_model(model, builder, np.arange(table.n_samples), dev, batch_size=batch_size)
     if bundle.task == "regression":
         return table.sample_ids, decode_regression(bundle.target, out)
@@ -337,6 +353,6 @@ def embed(bundle: ModelBundle, table: SampleTable, device: str = "auto", batch_s
     """(sample_ids, embeddings [n, dim]) in the model's UniFrac embedding space (distances:
     ``embedding_distances``)."""
     from .training.trainer import run_model
-    model, builder, dev = _inference_setup(bundle, table, device)
+    model, builder, dev = inference_setup(bundle, table, device)
     return table.sample_ids, run_model(model, builder, np.arange(table.n_samples), dev,
                                        key="embedding", batch_size=batch_size)

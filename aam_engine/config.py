@@ -8,7 +8,7 @@ the QIIME 2 plugin derives its parameter types, defaults and descriptions from t
 from __future__ import annotations
 
 import warnings
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 TASKS = ("encoder", "regression", "classification")
 DEVICES = ("auto", "cpu", "cuda")       # or cuda:N
@@ -69,9 +69,29 @@ class _Serial:
         pass
 
 
+# Sizes by name: each fills these settings together (only where they are left at their
+# defaults: explicit values win).  Costs measured by bench/throughput.py --preset (README).
+PRESETS = {
+    "none": {},
+    "cpu": dict(embedding_dim=64, attention_heads=4, attention_layers=2, token_limit=256,
+                batch_size=16),
+    "gpu": dict(embedding_dim=128, attention_heads=4, attention_layers=4, token_limit=1024,
+                batch_size=32),
+    "multi-gpu": dict(embedding_dim=256, attention_heads=8, attention_layers=6,
+                      token_limit=1024, batch_size=64),
+}
+
+
 @dataclass
 class ModelConfig(_Serial):
     task: str = setting("encoder", "What the model predicts.", choices=TASKS)
+    preset: str = setting(
+        "none", "Sizes by name: 'cpu' (a laptop: width 64, 2 layers, 256 ASVs, batch 16), "
+        "'gpu' (one GPU: 128, 4 layers, 1024 ASVs, batch 32), 'multi-gpu' (pretraining on "
+        "several GPUs: 256, 8 heads, 6 layers, 1024 ASVs, batch 64 per GPU). A preset fills "
+        "embedding-dim, attention-heads, attention-layers, token-limit and batch-size where "
+        "they are left at their defaults; values you give win.",
+        choices=tuple(PRESETS), plugin="model")
     embedding_dim: int = setting(
         128, "Width of the transformer (ASV and sample encoders). Must be divisible by "
         "attention-heads.", lo=8, plugin="model")
@@ -204,6 +224,19 @@ class TrainConfig(_Serial):
         if not (self.device in DEVICES or self.device.startswith("cuda:")):
             raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N'; got "
                              f"{self.device!r}")
+
+
+def apply_preset(model_cfg: ModelConfig, train_cfg: TrainConfig):
+    """(model, training) configurations with the preset's sizes filled in wherever the setting
+    is still at its declared default."""
+    preset = PRESETS[model_cfg.preset] if model_cfg.preset in PRESETS else {}
+    out = []
+    for cfg in (model_cfg, train_cfg):
+        defaults = {n: d for n, d, _ in declared(type(cfg))}
+        changes = {k: v for k, v in preset.items()
+                   if k in defaults and getattr(cfg, k) == defaults[k]}
+        out.append(replace(cfg, **changes))
+    return tuple(out)
 
 
 # what a fine-tuned model takes from its pretrained encoder

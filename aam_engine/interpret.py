@@ -17,8 +17,8 @@ from .io import ModelBundle
 
 def _setup(bundle, table, device, covariates=None):
     import torch
-    from .api import _inference_setup
-    model, builder, dev = _inference_setup(bundle, table, device, covariates)
+    from .api import inference_setup
+    model, builder, dev = inference_setup(bundle, table, device, covariates)
     cache = model.asv_vectors(torch.as_tensor(builder.feature_tokens, device=dev))
     return model, builder, dev, cache
 

@@ -86,7 +86,7 @@ def usable(v, conv) -> bool:
 
 
 def scores(y, p, classify):
-    from aam_engine.training.metrics import accuracy, balanced_accuracy, macro_f1, mae, r2_score
+    from aam_engine.metrics import accuracy, balanced_accuracy, macro_f1, mae, r2_score
     if classify:
         labels = sorted(set(y) | set(p))
         yi, pi = np.array([labels.index(v) for v in y]), np.array([labels.index(v) for v in p])
@@ -115,7 +115,7 @@ def probe(emb_tr, y_tr, emb_te, classify: bool):
 
 def distance_fit(emb, D, offset=0.0):
     from scipy.stats import spearmanr
-    from aam_engine.training.metrics import pair_distances, r2_score
+    from aam_engine.metrics import pair_distances, r2_score
     i, j, d = pair_distances(emb, offset)
     return {"r2": r2_score(D[i, j], d), "pearson": float(np.corrcoef(d, D[i, j])[0, 1]),
             "spearman": float(spearmanr(d, D[i, j])[0])}
@@ -149,7 +149,7 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     tr_t, te_t = table.subset(train), table.subset(test)
     itr, ite = table.index_of(train), table.index_of(test)
     mcfg = ModelConfig(**{**CPU_SIZE, **model_over})
-    tc = dict(seed=seed, progress=False, **train_over)
+    tc = dict(random_seed=seed, progress=False, **train_over)
     t0 = time.time()
     enc = api.pretrain(tr_t, mcfg, TrainConfig(epochs=args.pretrain_epochs, **tc),
                        distances=(train, dist[np.ix_(itr, itr)]), groups=groups)

@@ -9,9 +9,7 @@ import pandas as pd
 import qiime2
 import skbio
 
-from aam_engine.config import ModelConfig, TrainConfig, declared
-from aam_engine.data import SampleTable
-from aam_engine.io import ModelBundle
+from aam_engine.api import ModelBundle, ModelConfig, SampleTable, TrainConfig, declared
 
 from ._params import (CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, with_params)
 

@@ -3,8 +3,7 @@ import inspect
 
 from qiime2.plugin import Bool, Choices, Float, Int, Range, Str
 
-from aam_engine.config import ModelConfig, TrainConfig, declared
-from aam_engine.data.distances import UNIFRAC_METRICS
+from aam_engine.api import UNIFRAC_METRICS, ModelConfig, TrainConfig, declared
 
 # name: (QIIME type, default, description).  Every setting that changes results is here, so
 # provenance replay re-runs an action exactly; nothing is read from the environment.  Engine

@@ -5,7 +5,7 @@ import biom
 import pandas as pd
 import qiime2
 
-from aam_engine.data import split_ids
+from aam_engine.api import split_ids
 
 from ._params import CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, with_params
 

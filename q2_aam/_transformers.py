@@ -3,7 +3,7 @@ import io
 import pandas as pd
 import qiime2
 
-from aam_engine.io.model_dir import ModelBundle, history_tsv, read_model_dir, write_model_files
+from aam_engine.api import ModelBundle, history_tsv, read_model_dir, write_model_files
 
 from ._formats import AAMHistoryFormat, AAMModelDirFmt
 from .plugin_setup import plugin

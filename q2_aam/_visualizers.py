@@ -8,9 +8,7 @@ import numpy as np
 import pandas as pd
 import q2templates
 
-from aam_engine.io import ModelBundle
-from aam_engine.io.model_dir import history_tsv
-from aam_engine.training.metrics import accuracy, macro_f1, mae, r2_score
+from aam_engine.api import ModelBundle, accuracy, history_tsv, macro_f1, mae, r2_score
 
 TEMPLATES = pkg_resources.resource_filename("q2_aam", "assets/summarize")
 

@@ -1,8 +1,8 @@
 """The model directory: ``config.json`` + ``weights.safetensors`` (+ ``history.tsv``).
 
 Nothing here unpickles: tensors come from safetensors, everything else is JSON.  A model from
-a stranger cannot run code.  :func:`validate_model_dir` checks the directory without torch
-(JSON keys, format version, safetensors header: names, dtypes, shapes, offsets).
+a stranger cannot run code.  :func:`validate_model_dir` checks the directory (JSON keys, format
+version, safetensors header: names, dtypes, shapes, offsets) without reading the weights.
 """
 from __future__ import annotations
 
@@ -156,6 +156,19 @@ def read_safetensors_header(path) -> dict:
     return header
 
 
+OFFSET_WEIGHT = "embed_offset.offset"
+
+
+def expected_shapes(mcfg: ModelConfig) -> dict:
+    """{tensor name: shape} that the configuration builds: the model itself, built on the meta
+    device (no memory, no initialisation), so this check cannot drift from the model."""
+    import torch
+    from ..models import AAM
+    with torch.device("meta"):
+        model = AAM(mcfg)
+    return {k: list(v.shape) for k, v in model.state_dict().items()}
+
+
 def _check_version(v: str):
     try:
         major, minor = (int(x) for x in str(v).split("."))
@@ -168,9 +181,10 @@ def _check_version(v: str):
 
 
 def validate_model_dir(path, level: str = "max") -> dict:
-    """Check a model directory without torch; returns the parsed config.  ``level='min'`` only
-    checks the files and JSON keys; 'max' also reads the safetensors header and checks the
-    tensor names and shapes that the configuration fixes."""
+    """Check a model directory without loading weights; returns the parsed config.
+    ``level='min'`` only checks the files and JSON keys (no torch); 'max' also reads the
+    safetensors header and checks every tensor name and shape against the model that the
+    configuration builds (on the meta device)."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"{path} is not a model directory")
@@ -205,14 +219,15 @@ def validate_model_dir(path, level: str = "max") -> dict:
     if level == "min":
         return cfg
     header = read_safetensors_header(path / WEIGHTS)
-    D = mcfg.embedding_dim
-    fixed = {"asv.tok.weight": [8, D], "asv.pos.weight": [mcfg.max_bp + 1, D],
-             "sample.rank.weight": [mcfg.token_limit, D]}
-    if mcfg.task != "encoder":
-        fixed["head.2.weight"] = [mcfg.n_outputs, D]
-    for name, shape in fixed.items():
-        if name not in header:
-            raise ValueError(f"{WEIGHTS} lacks tensor {name!r}")
+    expected = expected_shapes(mcfg)
+    if cfg["format_version"] == "2.0":          # written before the distance offset existed
+        expected.pop(OFFSET_WEIGHT)
+    names = set(header) - {"__metadata__"}
+    missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{WEIGHTS} does not hold what config.json builds: missing "
+                         f"{missing[:3]}, unexpected {unexpected[:3]}.")
+    for name, shape in expected.items():
         if list(header[name]["shape"]) != shape:
             raise ValueError(f"{WEIGHTS}: tensor {name!r} has shape {header[name]['shape']}, "
                              f"config.json implies {shape}")
@@ -226,7 +241,7 @@ def read_model_dir(path) -> ModelBundle:
     state = load_file(str(path / WEIGHTS))
     if cfg["format_version"] == "2.0":            # written before the distance offset existed
         import torch
-        state.setdefault("embed_offset.offset", torch.zeros(1))
+        state.setdefault(OFFSET_WEIGHT, torch.zeros(1))
     bundle = ModelBundle(ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["training"]),
                          state, cfg["target"], cfg["covariates"], cfg.get("history", []),
                          cfg.get("extra", {}))

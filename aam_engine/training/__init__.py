@@ -1,12 +1,5 @@
-"""Training: the loop (trainer), losses, schedulers, metrics, distributed helpers.
-
-``TaskData`` / ``Trainer`` are imported lazily so that ``training.metrics`` stays torch-free."""
+"""Training: the loop (trainer), losses, schedulers, distributed helpers (metrics, which need
+no torch, live in aam_engine.metrics)."""
+from .trainer import TaskData, Trainer
 
 __all__ = ["TaskData", "Trainer"]
-
-
-def __getattr__(name):
-    if name in __all__:
-        from . import trainer
-        return getattr(trainer, name)
-    raise AttributeError(name)

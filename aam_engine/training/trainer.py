@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.batching import Batch, BatchBuilder
 from . import losses as L
 from .distributed import gather_with_grad, world_info
-from .metrics import accuracy, macro_f1, mae, pair_distances, r2_score
+from ..metrics import accuracy, macro_f1, mae, pair_distances, r2_score
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 

@@ -11,7 +11,7 @@ from aam_engine import api
 from aam_engine.config import ModelConfig, TrainConfig
 from aam_engine.data import SampleTable, compute_unifrac, split_ids
 from aam_engine.data.simulate import simulate
-from aam_engine.training.metrics import distance_r2, pair_distances, r2_score
+from aam_engine.metrics import distance_r2, pair_distances, r2_score
 
 SIZE = dict(embedding_dim=32, attention_heads=2, attention_layers=1, token_limit=64)
 

@@ -214,3 +214,17 @@ def test_configs_validate_every_declared_range_and_read_old_names():
     with pytest.raises(ValueError, match="precision must be one of"):
         T(precision="fp8").validate()
     assert T.from_dict({"seed": 4}).random_seed == 4      # model directories written before
+
+
+def test_preset_fills_sizes_left_at_defaults_and_explicit_values_win(example):
+    from aam_engine.config import PRESETS, apply_preset
+    m, t = apply_preset(ModelConfig(preset="cpu", attention_layers=3), TrainConfig())
+    cpu = PRESETS["cpu"]
+    assert (m.embedding_dim, m.token_limit, t.batch_size) == (
+        cpu["embedding_dim"], cpu["token_limit"], cpu["batch_size"])
+    assert m.attention_layers == 3                         # given explicitly: kept
+    table, dist, _ = example
+    enc = api.pretrain(table, ModelConfig(preset="cpu", max_bp=60, attention_layers=1),
+                       tc(epochs=1), distances=(table.sample_ids, dist))
+    assert enc.model_config.embedding_dim == cpu["embedding_dim"]
+    assert enc.train_config.batch_size == tc().batch_size  # 8, given: kept
