@@ -25,13 +25,14 @@ from .data.distances import UNIFRAC_METRICS
 from .data.table import first_few, split_ids
 from .io import ModelBundle
 from .io.model_dir import history_tsv, read_model_dir, write_model_files
-from .metrics import accuracy, macro_f1, mae, r2_score
+from .metrics import (accuracy, constant_fraction, distance_scores, macro_f1, mae,
+                      pair_distances, r2_score)
 
 __all__ = [  # for callers outside the engine
     "pretrain", "fit", "predict", "embed", "embedding_distances", "distance_offset",
     "ModelConfig", "TrainConfig", "declared", "SampleTable", "split_ids", "ModelBundle",
     "UNIFRAC_METRICS", "history_tsv", "read_model_dir", "write_model_files",
-    "accuracy", "macro_f1", "mae", "r2_score"]
+    "accuracy", "constant_fraction", "distance_scores", "macro_f1", "mae", "r2_score"]
 
 
 # ---------------------------------------------------------------------------- preparation
@@ -209,6 +210,9 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     return model, history, extra
 
 
+MAX_SUMMARY_PAIRS = 2000
+
+
 def validation_outputs(trainer, model, data, val_ids):
     """Per-sample validation predictions (for the summary plots)."""
     from .training.trainer import run_model
@@ -222,7 +226,18 @@ def validation_outputs(trainer, model, data, val_ids):
     if data.task == "classification":
         return {"sample_ids": val_ids, "true": data.builder.targets[data.val_rows].tolist(),
                 "predicted": out.argmax(1).tolist()}
-    return {"sample_ids": val_ids, "unifrac_r2": trainer.state["history"][-1].get("val_unifrac_r2")}
+    rec = {"sample_ids": val_ids}
+    if data.builder.distances is not None and len(val_ids) > 1:
+        # the validation pairs' model and UniFrac distances (the encoder summary's scatter),
+        # at most MAX_SUMMARY_PAIRS of them, drawn reproducibly
+        i, j, d = pair_distances(out, float(model.embed_offset().detach()))
+        D = data.builder.distances[data.val_rows[i], data.val_rows[j]]
+        rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
+        if len(d) > MAX_SUMMARY_PAIRS:
+            pick = np.sort(np.random.default_rng(0).choice(len(d), MAX_SUMMARY_PAIRS, False))
+            d, D = d[pick], D[pick]
+        rec["pairs"] = {"model": np.round(d, 5).tolist(), "unifrac": np.round(D, 5).tolist()}
+    return rec
 
 
 def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,

@@ -49,3 +49,26 @@ def distance_r2(emb, dist, offset: float = 0.0) -> float:
     """R² of the model's distances (see pair_distances) against target distances, pairs i < j."""
     i, j, d = pair_distances(emb, offset)
     return r2_score(np.asarray(dist)[i, j], d) if len(i) else float("nan")
+
+
+def distance_scores(d_model, d_true) -> dict:
+    """R², Pearson and Spearman of model distances against true (UniFrac) distances."""
+    from scipy.stats import spearmanr
+    d_model, d_true = np.asarray(d_model, float), np.asarray(d_true, float)
+    if len(d_model) < 2:
+        return {"r2": float("nan"), "pearson": float("nan"), "spearman": float("nan")}
+    return {"r2": r2_score(d_true, d_model), "pearson": float(np.corrcoef(d_model, d_true)[0, 1]),
+            "spearman": float(spearmanr(d_model, d_true)[0])}
+
+
+def constant_fraction(pred, tolerance: float = 0.0) -> float:
+    """Fraction of predictions equal to the most common one (within ``tolerance`` for
+    numbers): 1.0 = the model predicts a constant."""
+    pred = np.asarray(pred)
+    if not len(pred):
+        return float("nan")
+    if tolerance > 0:
+        mode = np.median(pred)
+        return float(np.mean(np.abs(pred - mode) <= tolerance))
+    _, counts = np.unique(pred, return_counts=True)
+    return float(counts.max() / len(pred))

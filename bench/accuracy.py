@@ -86,14 +86,13 @@ def usable(v, conv) -> bool:
 
 
 def scores(y, p, classify):
-    from aam_engine.metrics import accuracy, balanced_accuracy, macro_f1, mae, r2_score
+    from aam_engine.metrics import (accuracy, balanced_accuracy, constant_fraction, macro_f1,
+                                    mae, r2_score)
     if classify:
         labels = sorted(set(y) | set(p))
         yi, pi = np.array([labels.index(v) for v in y]), np.array([labels.index(v) for v in p])
-        _, counts = np.unique(pi, return_counts=True)
         return {"accuracy": accuracy(yi, pi), "macro_f1": macro_f1(yi, pi),
-                "balanced_accuracy": balanced_accuracy(yi, pi),
-                "const": float(counts.max() / len(pi))}
+                "balanced_accuracy": balanced_accuracy(yi, pi), "const": constant_fraction(pi)}
     return {"mae": mae(y, p), "r2": r2_score(y, p)}
 
 
@@ -114,11 +113,9 @@ def probe(emb_tr, y_tr, emb_te, classify: bool):
 
 
 def distance_fit(emb, D, offset=0.0):
-    from scipy.stats import spearmanr
-    from aam_engine.metrics import pair_distances, r2_score
+    from aam_engine.metrics import distance_scores, pair_distances
     i, j, d = pair_distances(emb, offset)
-    return {"r2": r2_score(D[i, j], d), "pearson": float(np.corrcoef(d, D[i, j])[0, 1]),
-            "spearman": float(spearmanr(d, D[i, j])[0])}
+    return distance_scores(d, D[i, j])
 
 
 def parse_sets(items):

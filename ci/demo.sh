@@ -37,11 +37,21 @@ echo "== 4. predict, summarize, and hand the predictions to q2-sample-classifier
 $Q aam predict-regression --i-model "$OUT/regressor.qza" --i-table "$OUT/table.qza" \
   --i-sequences "$OUT/sequences.qza" --o-predictions "$OUT/predictions.qza"
 $Q aam summarize --i-model "$OUT/regressor.qza" --o-visualization "$OUT/regressor-summary.qzv"
+$Q aam summarize --i-model "$OUT/encoder.qza" --o-visualization "$OUT/encoder-summary.qzv"
 $Q sample-classifier scatterplot --i-predictions "$OUT/predictions.qza" \
   --m-truth-file "$OUT/data/metadata.tsv" --m-truth-column age \
   --o-visualization "$OUT/predictions-scatter.qzv"
 
+# the two plots that say whether it worked, as PNGs a terminal user can open without a browser
+for pair in "regressor-summary:validation" "encoder-summary:distances"; do
+  viz=${pair%%:*}; png=${pair##*:}
+  $Q tools export --input-path "$OUT/$viz.qzv" --output-path "$OUT/.$viz" >/dev/null
+  cp "$OUT/.$viz/$png.png" "$OUT/$viz-$png.png" && rm -rf "$OUT/.$viz"
+done
+
 echo
 echo "Done. Outputs in $OUT/:"
-ls -1 "$OUT"/*.qza "$OUT"/*.qzv
-echo "View a visualization with: qiime tools view $OUT/regressor-summary.qzv (or https://view.qiime2.org)"
+ls -1 "$OUT"/*.qza "$OUT"/*.qzv "$OUT"/*.png
+echo "View a visualization with: qiime tools view $OUT/regressor-summary.qzv (or https://view.qiime2.org);"
+echo "the validation scatter of the regressor and the encoder's distance fit are also in"
+echo "  $OUT/regressor-summary-validation.png and $OUT/encoder-summary-distances.png"

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS="qiime q2-types q2cli q2-feature-table q2-sample-classifier q2-diversity-lib q2templates python3-unifrac unifrac-tools python3-venv"
+# the browser tests open every visualization in Debian's Chromium (driven by Playwright)
+APT_PKGS="$APT_PKGS chromium"
 TORCH_VERSION="${TORCH_VERSION:-2.13.0}"
 VENV=.venv
 STAMP="$VENV/.q2-aam-setup-done"
@@ -33,7 +35,8 @@ if [ ! -f "$STAMP" ] || [ setup.py -nt "$STAMP" ] || [ ci/setup.sh -nt "$STAMP" 
     "$PY" -m pip install -q --disable-pip-version-check "torch==$TORCH_VERSION"; }
   echo "[setup] installing q2-aam (editable) + test tools" >&2
   # --no-deps for the scientific stack: Debian's numpy/pandas/scipy/skbio/biom/h5py must stay
-  "$PY" -m pip install -q --disable-pip-version-check safetensors tqdm pytest hypothesis pyflakes
+  "$PY" -m pip install -q --disable-pip-version-check safetensors tqdm pytest hypothesis pyflakes \
+    playwright
   # compat mode: a plain path entry, so packages added later are found without reinstalling
   "$PY" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation \
     --config-settings editable_mode=compat -e .

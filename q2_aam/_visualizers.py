@@ -8,15 +8,23 @@ import numpy as np
 import pandas as pd
 import q2templates
 
-from aam_engine.api import ModelBundle, accuracy, history_tsv, macro_f1, mae, r2_score
+from aam_engine.api import (ModelBundle, accuracy, constant_fraction, distance_scores,
+                            history_tsv, macro_f1, mae, r2_score)
 
 TEMPLATES = pkg_resources.resource_filename("q2_aam", "assets/summarize")
+# regression predictions closer than this many target sds count as "the same value"
+REGRESSION_TIE = 0.01
 
 
-def _plot_history(hist: pd.DataFrame, path):
+def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    return plt
+
+
+def _plot_history(hist: pd.DataFrame, path):
+    plt = _pyplot()
     loss_cols = [c for c in hist.columns if c.endswith(("_loss", "_pair", "_nuc", "_target", "_count"))]
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for c in loss_cols:
@@ -28,25 +36,50 @@ def _plot_history(hist: pd.DataFrame, path):
     plt.close(fig)
 
 
+def _plot_r2_history(hist: pd.DataFrame, path):
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 3))
+    ax.plot(hist.index, hist["val_unifrac_r2"], "o-", ms=3)
+    ax.axhline(0, color="k", lw=0.8, ls=":")
+    ax.set_xlabel("epoch"), ax.set_ylabel("validation UniFrac R²")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_distances(model_d, unifrac, path):
+    plt = _pyplot()
+    s = distance_scores(model_d, unifrac)
+    fig, ax = plt.subplots(figsize=(4.8, 4.8))
+    ax.scatter(unifrac, model_d, s=6, alpha=0.35, lw=0)
+    lo = float(min(np.min(unifrac), np.min(model_d)))
+    hi = float(max(np.max(unifrac), np.max(model_d)))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    ax.set_xlabel("UniFrac distance"), ax.set_ylabel("AAM embedding distance")
+    ax.set_title(f"validation pairs: R² = {s['r2']:.3f}\nPearson {s['pearson']:.3f}, "
+                 f"Spearman {s['spearman']:.3f}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def _plot_regression(true, pred, path, name):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     ax.scatter(true, pred, s=14, alpha=0.7)
     lo, hi = float(min(np.min(true), np.min(pred))), float(max(np.max(true), np.max(pred)))
     ax.plot([lo, hi], [lo, hi], "k--", lw=1)
     ax.set_xlabel(f"true {name}"), ax.set_ylabel(f"predicted {name}")
-    ax.set_title(f"validation: R² = {r2_score(true, pred):.3f}, MAE = {mae(true, pred):.3g}")
+    const = constant_fraction(pred, REGRESSION_TIE * float(np.std(true)))
+    ax.set_title(f"validation: R² = {r2_score(true, pred):.3f}, MAE = {mae(true, pred):.3g}\n"
+                 f"{const:.0%} of predictions at the most common value", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def _plot_confusion(true, pred, classes, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
     k = len(classes)
     cm = np.zeros((k, k), dtype=int)
     for t, p in zip(true, pred):
@@ -59,7 +92,9 @@ def _plot_confusion(true, pred, classes, path):
     ax.set_xticks(range(k), classes, rotation=45, ha="right"), ax.set_yticks(range(k), classes)
     ax.set_xlabel("predicted"), ax.set_ylabel("true")
     ax.set_title(f"validation: accuracy {accuracy(true, pred):.3f}, "
-                 f"macro F1 {macro_f1(true, pred, k):.3f}")
+                 f"macro F1 {macro_f1(true, pred, k):.3f}\n"
+                 f"{constant_fraction(pred):.0%} of predictions are the most common class",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -75,12 +110,23 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
             fh.write(history_tsv(model.history))
     val = model.extra.get("validation") or {}
     name = model.target.get("name") or "target"
+    if "val_unifrac_r2" in hist.columns and hist["val_unifrac_r2"].notna().any():
+        _plot_r2_history(hist, os.path.join(output_dir, "unifrac-r2.png"))
+        figures.append(("Validation UniFrac R² per epoch", "unifrac-r2.png"))
+    const = None
+    if model.task == "encoder" and val.get("pairs"):
+        _plot_distances(np.array(val["pairs"]["model"]), np.array(val["pairs"]["unifrac"]),
+                        os.path.join(output_dir, "distances.png"))
+        figures.append((f"Embedding distance against UniFrac ({len(val['sample_ids'])} held-out "
+                        f"samples, {len(val['pairs']['model'])} pairs)", "distances.png"))
     if model.task == "regression" and val.get("true"):
+        const = constant_fraction(val["predicted"], REGRESSION_TIE * float(np.std(val["true"])))
         _plot_regression(np.array(val["true"]), np.array(val["predicted"]),
                          os.path.join(output_dir, "validation.png"), name)
         figures.append((f"Validation predictions ({len(val['true'])} held-out samples)",
                         "validation.png"))
     if model.task == "classification" and val.get("true"):
+        const = constant_fraction(val["predicted"])
         _plot_confusion(val["true"], val["predicted"], model.target["classes"],
                         os.path.join(output_dir, "validation.png"))
         figures.append((f"Validation confusion matrix ({len(val['true'])} held-out samples)",
@@ -96,6 +142,13 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
              ("device / precision", f"{model.extra.get('device')} / {model.extra.get('precision')}"),
              ("epochs run", len(model.history)),
              ("skipped (non-finite) steps", model.extra.get("skipped_steps", 0))]
+    if const is not None:
+        facts.append(("validation predictions equal to the most common one",
+                      f"{const:.0%}" + (" (a constant model!)" if const > 0.9 else "")))
+    if model.task == "encoder" and val.get("pairs"):
+        facts.append(("validation UniFrac R² / Pearson / Spearman",
+                      " / ".join(f"{val.get('unifrac_' + k, float('nan')):.3f}"
+                                 for k in ("r2", "pearson", "spearman"))))
     q2templates.render(os.path.join(TEMPLATES, "index.html"), output_dir, context={
         "title": f"AAM {model.task} model", "figures": figures, "config": rows,
         "facts": facts, "final": sorted(final.items()),
