@@ -19,14 +19,14 @@ import numpy as np
 
 from .config import (ENCODER_SIZES, ModelConfig, TrainConfig, apply_preset, declared,
                      warn_size_mismatch)
-from .data import (BatchBuilder, SampleTable, align_distances, check_distance_matrix,
-                   compute_unifrac)
+from .data import (BatchBuilder, SampleTable, align_distances, batch_unifrac,
+                   check_distance_matrix)
 from .data.distances import UNIFRAC_METRICS
 from .data.table import first_few, split_ids
 from .io import ModelBundle
 from .io.model_dir import history_tsv, read_model_dir, write_model_files
-from .metrics import (accuracy, constant_fraction, distance_scores, macro_f1, mae,
-                      pair_distances, r2_score)
+from .metrics import (MAX_DISTANCE_ROWS, accuracy, capped_rows, constant_fraction,
+                      distance_scores, macro_f1, mae, pair_distances, r2_score)
 
 __all__ = [  # for callers outside the engine
     "pretrain", "fit", "predict", "embed", "embedding_distances", "distance_offset",
@@ -41,11 +41,12 @@ def prepare_table(table: SampleTable, rarefaction_depth: int | None, seed: int) 
 
 
 def resolve_distances(table: SampleTable, distances=None, tree=None, metric="unweighted"):
-    """(table, matrix aligned to table.sample_ids) from (ids, matrix) or a rooted tree."""
+    """(table, distances aligned to table.sample_ids) from (ids, matrix) or a rooted tree (then
+    a BatchUniFrac that computes each batch's UniFrac exactly, never the whole matrix)."""
     if distances is not None and tree is not None:
         raise ValueError("Give either a distance matrix or a phylogeny, not both.")
-    if tree is not None:
-        return compute_unifrac(table, tree, metric)
+    if tree is not None:      # per batch, from the tree: nothing n x n
+        return batch_unifrac(table, tree, metric)
     if distances is not None:
         ids, m = check_distance_matrix(*distances)
         return table, align_distances(ids, m, table.sample_ids)
@@ -230,8 +231,9 @@ def validation_outputs(trainer, model, data, val_ids):
     if data.builder.distances is not None and len(val_ids) > 1:
         # the validation pairs' model and UniFrac distances (the encoder summary's scatter),
         # at most MAX_SUMMARY_PAIRS of them, drawn reproducibly
-        i, j, d = pair_distances(out, float(model.embed_offset().detach()))
-        D = data.builder.distances[data.val_rows[i], data.val_rows[j]]
+        keep = capped_rows(len(val_ids), MAX_DISTANCE_ROWS)
+        i, j, d = pair_distances(out[keep], float(model.embed_offset().detach()))
+        D = data.builder.distances.block(data.val_rows[keep])[i, j]
         rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
         if len(d) > MAX_SUMMARY_PAIRS:
             pick = np.sort(np.random.default_rng(0).choice(len(d), MAX_SUMMARY_PAIRS, False))

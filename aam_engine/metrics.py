@@ -37,6 +37,17 @@ def macro_f1(y, p, n_classes: int | None = None) -> float:
     return float(np.mean(f1s)) if f1s else float("nan")
 
 
+# distance scores use at most this many samples (their pairs grow as the square)
+MAX_DISTANCE_ROWS = 512
+
+
+def capped_rows(n: int, cap: int = MAX_DISTANCE_ROWS, seed: int = 0) -> np.ndarray:
+    """Indices of at most ``cap`` of n items, sorted, the same every call."""
+    if n <= cap:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
 def pair_distances(emb, offset: float = 0.0):
     """(i, j, d): the pairs i < j and the model's distances between those rows of emb:
     ``offset`` + Euclidean distance (the model's offset: ``api.distance_offset``)."""

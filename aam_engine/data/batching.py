@@ -46,10 +46,27 @@ class Batch:
         return out
 
 
+class MatrixDistances:
+    """Distances given as a whole [n, n] matrix (a user's DistanceMatrix), aligned to the
+    table's samples.  ``block(rows)`` is the interface every distance source offers; the other
+    one, data.unifrac_batch.BatchUniFrac, computes a block from the tree and never holds n x n."""
+
+    def __init__(self, matrix):
+        self.matrix = np.asarray(matrix, dtype=np.float32)
+
+    def __len__(self):
+        return len(self.matrix)
+
+    def block(self, rows) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        return self.matrix[np.ix_(rows, rows)]
+
+
 class BatchBuilder:
     """Turns lists of sample rows into :class:`Batch` objects.
 
-    distances: [n_samples, n_samples] aligned to the table's sample order (or None);
+    distances: a distance source with ``block(rows)`` (MatrixDistances, BatchUniFrac) or an
+    [n_samples, n_samples] matrix, aligned to the table's sample order (or None);
     targets: [n_samples] (or None); covariates: [n_samples, K] int codes (or None).
     """
 
@@ -61,7 +78,9 @@ class BatchBuilder:
         self.token_limit = int(token_limit)
         self.max_bp = int(max_bp)
         self.selection = selection
-        self.distances = None if distances is None else np.asarray(distances, dtype=np.float32)
+        if distances is not None and not hasattr(distances, "block"):
+            distances = MatrixDistances(distances)
+        self.distances = distances
         self.targets = None if targets is None else np.asarray(targets)
         self.covariates = None if covariates is None else np.asarray(covariates, dtype=np.int64)
         for name, arr in (("distances", self.distances), ("targets", self.targets),
@@ -113,7 +132,7 @@ class BatchBuilder:
         return Batch(
             sample_index=rows, unique_features=unique.astype(np.int64), tokens=tokens,
             slot_index=slot_index, counts=counts, mask=smask,
-            distances=None if self.distances is None else self.distances[np.ix_(rows, rows)],
+            distances=None if self.distances is None else self.distances.block(rows),
             targets=None if self.targets is None else self.targets[rows],
             covariates=None if self.covariates is None else self.covariates[rows],
             nuc_targets=nuc_targets)

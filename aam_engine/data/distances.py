@@ -94,16 +94,10 @@ def tree_tips(tree) -> set[str]:
     return {t.name for t in tree.tips()}
 
 
-def compute_unifrac(table: SampleTable, tree, metric: str = "unweighted",
-                    threads: int = 1) -> tuple[SampleTable, np.ndarray]:
-    """UniFrac between the table's samples with the `unifrac` library.
-
-    ``tree``: a rooted skbio.TreeNode or a Newick path.  Features that are not tips of the tree
-    are dropped with a warning (UniFrac cannot place them); returns (filtered table, matrix)."""
+def tree_for_table(table: SampleTable, tree):
+    """(table without the features that are not tips of the tree -- warned --, the tree cut
+    down to the table's features) for UniFrac."""
     import skbio
-    import unifrac
-    if metric not in UNIFRAC_METRICS:
-        raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
     if not isinstance(tree, skbio.TreeNode):
         tree = skbio.TreeNode.read(str(tree), format="newick")
     tips = tree_tips(tree)
@@ -114,11 +108,34 @@ def compute_unifrac(table: SampleTable, tree, metric: str = "unweighted",
                          "table's sequences.")
     if absent:
         warnings.warn(f"{len(absent)} of {table.n_features} features are not in the tree and "
-                      f"are dropped for UniFrac: {first_few(absent, 3)}", stacklevel=2)
+                      f"are dropped for UniFrac: {first_few(absent, 3)}", stacklevel=3)
         table = table.filter_features([f for f in table.feature_ids if f in tips])
     keep = set(table.feature_ids)
     pruned = tree.shear([t for t in tips if t in keep]) if len(keep) < len(tips) else tree
     pruned.prune()
+    return table, pruned
+
+
+def batch_unifrac(table: SampleTable, tree, metric: str = "unweighted"):
+    """(filtered table, BatchUniFrac): UniFrac computed per batch, memory linear in samples."""
+    from .unifrac_batch import BatchUniFrac
+    if metric not in UNIFRAC_METRICS:
+        raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
+    table, pruned = tree_for_table(table, tree)
+    return table, BatchUniFrac(table, pruned, metric)
+
+
+def compute_unifrac(table: SampleTable, tree, metric: str = "unweighted",
+                    threads: int = 1) -> tuple[SampleTable, np.ndarray]:
+    """The whole UniFrac matrix between the table's samples with the `unifrac` library
+    (benchmarks and tests; training uses batch_unifrac, which never builds n x n).
+
+    ``tree``: a rooted skbio.TreeNode or a Newick path.  Features that are not tips of the tree
+    are dropped with a warning (UniFrac cannot place them); returns (filtered table, matrix)."""
+    import unifrac
+    if metric not in UNIFRAC_METRICS:
+        raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
+    table, pruned = tree_for_table(table, tree)
     with tempfile.TemporaryDirectory() as tmp:
         tpath, npath = os.path.join(tmp, "t.biom"), os.path.join(tmp, "t.nwk")
         import h5py

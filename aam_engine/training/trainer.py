@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.batching import Batch, BatchBuilder
 from . import losses as L
 from .distributed import gather_with_grad, world_info
-from ..metrics import accuracy, macro_f1, mae, pair_distances, r2_score
+from ..metrics import accuracy, capped_rows, macro_f1, mae, pair_distances, r2_score
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 
@@ -143,7 +143,7 @@ class Trainer:
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
         if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its scale
             i, j, d = pair_distances(outs[0])
-            target = self.data.builder.distances[rows[i], rows[j]]
+            target = self.data.builder.distances.block(rows)[i, j]
             offset = float(np.percentile(target, 1))
             d, target = d.mean(), target.mean()
             if d > 0 and target > offset:
@@ -347,8 +347,9 @@ class Trainer:
         res = {f"val_{k}": v / n_seen for k, v in sums.items()}
         emb = np.concatenate(embs)
         if self.use_pair:
-            i, j, d = pair_distances(emb, offset)      # once, for both scores
-            D = b.distances[rows[i], rows[j]]
+            keep = capped_rows(len(rows))
+            i, j, d = pair_distances(emb[keep], offset)      # once, for both scores
+            D = b.distances.block(rows[keep])[i, j]
             res["val_pair"] = float(np.mean((d - D) ** 2)) if len(i) else 0.0
             res["val_unifrac_r2"] = r2_score(D, d) if len(i) else float("nan")
         if self.use_target:
