@@ -217,6 +217,8 @@ class TrainConfig(_Serial):
     target_transform: str = setting(
         "none", "Transform targets before training (predictions are transformed back).",
         choices=("none", "log1p"), plugin="regression")
+    max_steps: int = setting(0, "Stop after this many optimizer steps (0 = run the epochs): "
+                                "a budget for pretraining on very large collections.", lo=0)
     max_nan_steps: int = setting(5, "Consecutive non-finite steps before giving up.", lo=1)
     progress: bool = setting(True, "Show a progress bar.")
 

@@ -105,3 +105,39 @@ def write_example_data(outdir, **kw) -> dict[str, Path]:
         lines.append(s + "\t" + "\t".join(str(d.metadata[c][i]) for c in cols))
     paths["metadata"].write_text("\n".join(lines) + "\n")
     return paths
+
+
+def simulate_collection(n_samples: int, n_features: int, asvs_per_sample: int = 60,
+                        seq_length: int = 100, depth: int = 5000, seed: int = 0):
+    """A large public-collection-like table, built sparse (memory linear in samples): each
+    sample draws ``asvs_per_sample`` ASVs from a heavy-tailed popularity over ``n_features``
+    ASVs on a random tree.  Returns (SampleTable, newick)."""
+    import scipy.sparse as sp
+    from .table import SampleTable
+    rng = np.random.default_rng(seed)
+    nwk, leaf_seqs = _build_tree(n_features, seq_length, rng, 2.0)
+    seqs, seen = [], set()
+    for s in leaf_seqs:
+        seq = "".join(BASES[s])
+        while seq in seen:
+            seq = "".join(BASES[rng.integers(0, 4, size=seq_length)])
+        seen.add(seq)
+        seqs.append(seq)
+    ids = [f"F{i}" for i in range(n_features)]
+    for i in reversed(range(n_features)):          # "L1:" never matches inside "L12:"
+        nwk = nwk.replace(f"L{i}:", f"F{i}:")
+    popularity = 1.0 / np.arange(1, n_features + 1) ** 0.9
+    popularity = rng.permutation(popularity / popularity.sum())
+    k = min(asvs_per_sample, n_features)
+    cols = np.empty((n_samples, k), dtype=np.int64)
+    for i in range(n_samples):
+        cols[i] = rng.choice(n_features, k, replace=False, p=popularity)
+    weights = rng.dirichlet(np.full(k, 0.5), size=n_samples)
+    vals = np.maximum(1, np.round(weights * depth)).ravel()
+    counts = sp.csr_matrix((vals, cols.ravel(), np.arange(0, n_samples * k + 1, k)),
+                           shape=(n_samples, n_features))
+    used = np.unique(cols)
+    counts = counts[:, used]
+    table = SampleTable.from_arrays(counts, [f"S{i}" for i in range(n_samples)],
+                                    [ids[f] for f in used], {ids[f]: seqs[f] for f in used})
+    return table, nwk

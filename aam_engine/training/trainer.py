@@ -251,6 +251,8 @@ class Trainer:
         slices = self._batch_slices(len(rows))
         self.opt.zero_grad(set_to_none=True)
         for i, (lo, hi) in enumerate(slices):
+            if self.out_of_steps():
+                break
             gbatch = b.build(rows[lo:hi], rng, mask=self.use_nuc)
             t = self._to_device(self._local(gbatch))
             out, total, parts = self._run(t, train=True)
@@ -452,6 +454,9 @@ class Trainer:
         key = "target" if self.use_target else "loss"
         return rec.get(f"val_{key}", rec.get(f"train_{key}", float("nan")))
 
+    def out_of_steps(self) -> bool:
+        return bool(self.cfg.max_steps) and self.state["step"] >= self.cfg.max_steps
+
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool = True) -> list[dict]:
         cfg = self.cfg
@@ -497,6 +502,8 @@ class Trainer:
                 print(f"epoch {epoch + 1}: " + " ".join(
                     f"{k}={v:.4g}" for k, v in shown.items()), file=sys.stderr)
             self.save_checkpoint()
+            if self.out_of_steps():
+                break
             if cfg.patience and self.state["bad_epochs"] >= cfg.patience:
                 if self.rank == 0 and cfg.progress:
                     print(f"early stop: no improvement for {cfg.patience} epochs", file=sys.stderr)
