@@ -188,6 +188,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     model = AAM(model_cfg)
     if encoder is not None:
         model.load_encoder_from(encoder.build_model())
+    model.set_activation_checkpointing(train_cfg.activation_checkpointing)
     if train_cfg.memory_budget_mb > 0:
         from .training.autobatch import auto_batch_size
         from .training.runtime import resolve_device

@@ -179,6 +179,10 @@ class TrainConfig(_Serial):
         "ddp", "With devices > 1: 'ddp' replicates the model in every process; 'fsdp' shards "
         "parameters, gradients and optimizer state across them (large models).",
         choices=("ddp", "fsdp"), plugin="train")
+    activation_checkpointing: bool = setting(
+        False, "Recompute each transformer block's activations in the backward pass instead of "
+        "keeping them: less memory for large models / token limits, about a third more "
+        "compute.", plugin="train")
     memory_budget_mb: float = setting(0.0, "> 0: batch size chosen to fit this many MB (trial "
                                            "steps).", lo=0)
     random_seed: int = setting(

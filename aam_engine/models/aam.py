@@ -16,7 +16,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE, A, T
-from .layers import AttentionPool, DistanceOffset, KmerProfile, LogScale, transformer_stack
+from .layers import (AttentionPool, DistanceOffset, KmerProfile, LogScale, run_blocks,
+                     transformer_stack)
 
 
 def relative_abundance(counts):
@@ -36,6 +37,7 @@ class ASVEncoder(nn.Module):
         self.pool = AttentionPool(D)
         self.nuc_head = nn.Linear(D, NUC_CLASSES)
         self.kmers = KmerProfile(cfg.kmer_size, D, A, T) if cfg.kmer_size else None
+        self.checkpoint_blocks = False     # set by set_activation_checkpointing
 
     def forward(self, tokens):
         """tokens [N, L] -> (ASV vectors [N, D], per-nucleotide states [N, L, D])."""
@@ -44,8 +46,7 @@ class ASVEncoder(nn.Module):
         # equal-length ASVs (the usual case: one amplicon) need no mask, which lets SDPA take
         # its fused kernels
         attn_mask = None if bool(mask.all()) else mask
-        for blk in self.blocks:
-            x = blk(x, attn_mask)
+        x = run_blocks(self.blocks, x, attn_mask, self.checkpoint_blocks)
         x = self.norm(x)
         vec, _ = self.pool(x, mask)
         if self.kmers is not None:
@@ -63,6 +64,7 @@ class SampleEncoder(nn.Module):
         self.blocks = transformer_stack(cfg)
         self.norm = nn.LayerNorm(D)
         self.pool = AttentionPool(D)
+        self.checkpoint_blocks = False
 
     def forward(self, asv_vecs, counts, mask, attention: list | None = None, slot_gate=None):
         """asv_vecs [B, S, D], counts [B, S], mask [B, S] ->
@@ -80,12 +82,11 @@ class SampleEncoder(nn.Module):
         x = x + self.rank(torch.arange(S, device=asv_vecs.device))
         x = torch.cat([self.sample_token.expand(B, 1, -1).to(x.dtype), x], 1)
         m = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=mask.device), mask], 1)
-        for blk in self.blocks:
-            if attention is None:
-                x = blk(x, m)
-            else:
-                x, a = blk(x, m, need_weights=True)
-                attention.append(a)
+        if attention is None:
+            x = run_blocks(self.blocks, x, m, self.checkpoint_blocks)
+        for blk in self.blocks if attention is not None else ():
+            x, a = blk(x, m, need_weights=True)
+            attention.append(a)
         x = self.norm(x)
         vec, w = self.pool(x, m)
         return x[:, 1:], vec, w[:, 1:]
@@ -132,6 +133,11 @@ class AAM(nn.Module):
             self.out_scale = nn.Parameter(torch.ones(1))
 
     # -------------------------------------------------------------- pieces
+    def set_activation_checkpointing(self, on: bool):
+        """Recompute each transformer block in the backward pass (less memory, ~1/3 more
+        compute); a runtime choice, not part of the saved model."""
+        self.asv.checkpoint_blocks = self.sample.checkpoint_blocks = bool(on)
+
     def base_modules(self):
         """What `freeze_base` freezes: everything but the target head."""
         return ([self.asv, self.sample, self.embed, self.embed_scale, self.embed_offset]

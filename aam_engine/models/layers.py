@@ -116,6 +116,19 @@ class KmerProfile(nn.Module):
         return self.bag(ids.masked_fill(~valid, self.none)) / n.sqrt()
 
 
+def run_blocks(blocks, x, mask, checkpoint: bool = False):
+    """x through each block; with ``checkpoint`` (training only) each block's activations are
+    recomputed in the backward pass instead of kept: memory for compute."""
+    use = checkpoint and torch.is_grad_enabled()
+    for blk in blocks:
+        if use:
+            from torch.utils.checkpoint import checkpoint as ckpt
+            x = ckpt(blk, x, mask, use_reentrant=False)
+        else:
+            x = blk(x, mask)
+    return x
+
+
 def transformer_stack(cfg) -> nn.ModuleList:
     return nn.ModuleList(TransformerBlock(cfg.embedding_dim, cfg.attention_heads,
                                           cfg.intermediate_ratio, cfg.dropout)

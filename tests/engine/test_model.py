@@ -164,3 +164,20 @@ def test_api_memory_budget_picks_the_batch_size(example):
                                                                progress=False),
                        distances=(table.sample_ids, dist))
     assert 2 <= enc.extra["batch_size"] and enc.train_config.memory_budget_mb == 16
+
+
+def test_activation_checkpointing_same_gradients_less_saved_memory(example):
+    from aam_engine.training.autobatch import activation_bytes
+    _, t = batch_tensors(example, rows=range(8))
+    grads, saved = [], []
+    for on in (False, True):
+        model = tiny(attention_layers=2)
+        model.set_activation_checkpointing(on)
+        saved.append(activation_bytes(model, t))
+        model.zero_grad()
+        model(**t)["embedding"].pow(2).sum().backward()
+        grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    for k in grads[0]:
+        torch.testing.assert_close(grads[0][k], grads[1][k], msg=k)
+    assert saved[1] < 0.7 * saved[0]       # what the auto batch size counts
