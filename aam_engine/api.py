@@ -59,10 +59,9 @@ AUTO_MAX_BP = 150   # max_bp 0: the longest sequence of the table, at most this
 def resolve_sizes(model_cfg: ModelConfig, table: SampleTable, **fixed) -> ModelConfig:
     """The model configuration with ``fixed`` settings applied and max_bp 0 replaced by the
     longest sequence of the table (capped at AUTO_MAX_BP): shorter amplicons are not padded."""
-    d = {**model_cfg.to_dict(), **fixed}
-    if not d["max_bp"]:
-        d["max_bp"] = min(AUTO_MAX_BP, max(len(s) for s in table.sequences))
-    return ModelConfig.from_dict(d)
+    if not fixed.get("max_bp", model_cfg.max_bp):
+        fixed["max_bp"] = min(AUTO_MAX_BP, max(len(s) for s in table.sequences))
+    return dataclasses.replace(model_cfg, **fixed)      # validated where it entered the api
 
 
 def _split(sample_ids, cfg: TrainConfig, groups):
@@ -249,6 +248,13 @@ def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
              log_dir=None) -> ModelBundle:
     """Self-supervised pretraining: UniFrac distances + masked nucleotides."""
     model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
+    return _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_depth,
+                     groups, checkpoint_dir, log_dir)
+
+
+def _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_depth, groups,
+              checkpoint_dir, log_dir) -> ModelBundle:
+    """pretrain() on configurations already validated (fit's first stage calls it too)."""
     table = prepare_table(table, rarefaction_depth, train_cfg.random_seed)
     model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
     table, dist = resolve_distances(table, distances, tree, metric)
@@ -276,7 +282,7 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
     model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
     if encoder is None and model_cfg.freeze_base and (distances is not None or tree is not None):
         sub = lambda d, name: None if d is None else f"{d}/{name}"
-        encoder = pretrain(table, model_cfg, train_cfg, distances, tree, metric,
+        encoder = _pretrain(table, model_cfg, train_cfg, distances, tree, metric,
                            rarefaction_depth, groups, sub(checkpoint_dir, "pretrain"),
                            sub(log_dir, "pretrain"))
         distances = tree = None

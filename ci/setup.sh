@@ -59,3 +59,11 @@ LAUNCH
   "$VENV/bin/qiime" dev refresh-cache >/dev/null 2>&1 || true
   touch "$STAMP"
 fi
+
+# q2cli caches every action's signature: refresh it whenever the plugin's parameters may have
+# changed (they are derived from aam_engine/config.py), or `qiime aam ...` rejects new names
+CACHE_STAMP="$VENV/.q2-aam-cli-cache"
+if [ ! -f "$CACHE_STAMP" ] || [ -n "$(find q2_aam aam_engine/config.py -newer "$CACHE_STAMP" -name '*.py' 2>/dev/null | head -1)" ]; then
+  "$VENV/bin/qiime" dev refresh-cache >/dev/null 2>&1 || true
+  touch "$CACHE_STAMP"
+fi
