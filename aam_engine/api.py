@@ -25,13 +25,16 @@ from .data.distances import UNIFRAC_METRICS
 from .data.table import first_few, split_ids
 from .io import ModelBundle
 from .io.model_dir import history_tsv, read_model_dir, write_model_files
+from .data.simulate import simulate
+from .interpret import attention_importance, integrated_gradients
 from .metrics import (MAX_DISTANCE_ROWS, accuracy, capped_rows, constant_fraction,
                       distance_scores, macro_f1, mae, pair_distances, r2_score)
 
 __all__ = [  # for callers outside the engine
     "pretrain", "fit", "predict", "embed", "embedding_distances", "distance_offset",
     "ModelConfig", "TrainConfig", "declared", "SampleTable", "split_ids", "ModelBundle",
-    "UNIFRAC_METRICS", "history_tsv", "read_model_dir", "write_model_files",
+    "UNIFRAC_METRICS", "history_tsv", "read_model_dir", "write_model_files", "simulate",
+    "attention_importance", "integrated_gradients",
     "accuracy", "constant_fraction", "distance_scores", "macro_f1", "mae", "r2_score"]
 
 

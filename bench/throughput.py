@@ -8,6 +8,9 @@ Cases (every ratio is against (a), measured in the same run):
   c bf16       (b) + bf16 autocast               (CUDA; on CPU only with --cpu-bf16)
   d compile    (c or b) + torch.compile
   e cached     frozen ASV encoder: ASV vectors cached per feature, sample level + head train
+  nokmer       (b) without the k-mer ASV features
+  matrix       (b) with batch building (distance blocks of the whole matrix) inside the timing
+  tree         (matrix) with each batch's UniFrac computed from the tree (data.batch_unifrac)
 
 Workloads:
   seed     ../shared/data/sleep-apnea, features missing from the tree dropped, rarefied to
@@ -19,6 +22,7 @@ Workloads:
 
     python bench/throughput.py --device cpu --quick          # what `make bench` runs
     python bench/throughput.py --device cuda --workload default
+    python bench/throughput.py --device cpu --cases matrix,tree --tag unifrac   # per-batch UniFrac
 """
 from __future__ import annotations
 
@@ -95,20 +99,34 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
                                                   device=dev))
         mask_ratio = 0.0   # no nucleotide objective with a frozen nucleotide encoder
     fwd = torch.compile(model, dynamic=True) if case == "compile" else model
+    if case == "tree":   # per-batch UniFrac from the tree (what training from a tree does)
+        from aam_engine.data import batch_unifrac
+        _, dist = batch_unifrac(table, DATA / "sleep-apnea" / "tree.nwk")
     bb = BatchBuilder(table, mcfg.token_limit, mcfg.max_bp, distances=dist, mask_ratio=mask_ratio)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
     rng = np.random.default_rng(0)
+    # 'matrix' / 'tree': batches (with their distances) built inside the timed loop, as in
+    # training; the other cases build them beforehand and time the model alone
+    lazy = case in ("matrix", "tree")
     batches = []
     while len(batches) < warmup + steps:
-        batches += list(bb.batches(rows, w["batch_size"], rng, shuffle=True, drop_last=True,
-                                   mask=mask_ratio > 0))
+        more = bb.batches(rows, w["batch_size"], rng, shuffle=True, drop_last=True,
+                          mask=mask_ratio > 0)
+        batches += [None] * (len(rows) // w["batch_size"]) if lazy else list(more)
     batches = batches[: warmup + steps]
+    order = iter(())
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     n_samples = n_tokens = 0
     ratios = []
     t0 = None
     for i, b in enumerate(batches):
+        if lazy:
+            b = next(order, None)
+            if b is None:
+                order = bb.batches(rows, w["batch_size"], rng, shuffle=True, drop_last=True,
+                                   mask=mask_ratio > 0)
+                b = next(order)
         if i == warmup:
             if dev.type == "cuda":
                 torch.cuda.synchronize(dev)
@@ -135,7 +153,7 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
            "loss_finite": bool(torch.isfinite(loss).item())}
     if dev.type == "cuda":
         res["peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-        res["mfu"] = mfu(mcfg, batches[warmup:], dt, case)
+        res["mfu"] = None if lazy else mfu(mcfg, batches[warmup:], dt, case)
     else:
         with open("/proc/self/status") as fh:   # peak resident set of this case's process
             hwm = [l for l in fh if l.startswith("VmHWM")][0]
@@ -173,6 +191,7 @@ def main():
     ap.add_argument("--rounds", type=int, default=2, help="interleaved repetitions")
     ap.add_argument("--quick", action="store_true", help="fewer steps (make bench)")
     ap.add_argument("--cpu-bf16", action="store_true", help="run the bf16 case on CPU too")
+    ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--one", help=argparse.SUPPRESS)   # internal: run one case, print JSON
     args = ap.parse_args()
     if args.one:
@@ -218,7 +237,7 @@ def main():
             "command": " ".join(["python", "bench/throughput.py"] + sys.argv[1:]),
             "date": time.strftime("%Y-%m-%d")}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = f"throughput-{args.workload}-{args.device.split(':')[0]}"
+    stem = f"throughput-{args.workload}-{args.device.split(':')[0]}" + (f"-{args.tag}" if args.tag else "")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "cases": summary}, indent=1))
     md = table_md(meta, summary, args)
     (RESULTS / f"{stem}.md").write_text(md)

@@ -1,6 +1,6 @@
 """Usage examples (rendered by `qiime aam <action> --help` / docs, executed by the tests).
 
-Data comes from the project's own generator (aam_engine.data.simulate); sizes are tiny so each
+Data comes from the project's own generator (aam_engine.api.simulate); sizes are tiny so each
 example runs in seconds on a laptop CPU.  Real analyses use the default model sizes."""
 import functools
 
@@ -12,7 +12,7 @@ TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit
 
 @functools.lru_cache(maxsize=1)
 def _data():
-    from aam_engine.data.simulate import simulate
+    from aam_engine.api import simulate
     return simulate(n_samples=24, n_features=40, seq_length=150, seed=7)
 
 

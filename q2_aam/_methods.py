@@ -9,6 +9,7 @@ import pandas as pd
 import qiime2
 import skbio
 
+from aam_engine import api
 from aam_engine.api import ModelBundle, ModelConfig, SampleTable, TrainConfig, declared
 
 from ._params import (CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, with_params)
@@ -69,7 +70,6 @@ def pretrain(table: biom.Table, sequences: pd.Series = None,
              distance_matrix: skbio.DistanceMatrix = None, phylogeny: skbio.TreeNode = None,
              validation_groups: qiime2.CategoricalMetadataColumn = None,
              **params) -> (ModelBundle, pd.DataFrame):
-    from aam_engine import api
     if distance_matrix is None and phylogeny is None:
         raise ValueError("pretrain needs sample distances: give a phylogeny (--i-phylogeny, "
                          "UniFrac is computed from it) or a distance matrix (--i-distance-matrix).")
@@ -85,7 +85,6 @@ def pretrain(table: biom.Table, sequences: pd.Series = None,
 
 def _fit(task, table, metadata, sequences, encoder, covariates, distance_matrix, phylogeny,
          validation_groups, params, **extra):
-    from aam_engine import api
     if encoder is not None:
         _check_model(encoder, "encoder")
     mcfg, tcfg = _configs(params)
@@ -125,7 +124,6 @@ def fit_classifier(table: biom.Table, metadata: qiime2.CategoricalMetadataColumn
 
 def predict_regression(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
                        covariates: qiime2.Metadata = None, device: str = "auto") -> pd.Series:
-    from aam_engine import api
     _check_model(model, "regression")
     ids, vals = api.predict(model, sample_table(table, sequences), _covariates(covariates),
                             device=device)
@@ -136,7 +134,6 @@ def predict_regression(model: ModelBundle, table: biom.Table, sequences: pd.Seri
 def predict_classification(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
                            covariates: qiime2.Metadata = None,
                            device: str = "auto") -> (pd.Series, pd.DataFrame):
-    from aam_engine import api
     _check_model(model, "classification")
     ids, labels, probs, classes = api.predict(model, sample_table(table, sequences),
                                               _covariates(covariates), device=device)
@@ -147,7 +144,6 @@ def predict_classification(model: ModelBundle, table: biom.Table, sequences: pd.
 
 def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
           device: str = "auto") -> (skbio.DistanceMatrix, skbio.OrdinationResults):
-    from aam_engine import api
     ids, emb = api.embed(model, sample_table(table, sequences), device=device)
     if len(ids) < 3:
         raise ValueError(f"embed needs at least 3 samples for an ordination; the table has {len(ids)}.")
@@ -162,14 +158,13 @@ def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
 def feature_importance(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
                        covariates: qiime2.Metadata = None, method: str = "integrated_gradients",
                        steps: int = 16, device: str = "auto") -> pd.DataFrame:
-    from aam_engine import interpret
     if method == "integrated_gradients":
         _check_model(model, "regression", "classification")
-        ids, imp = interpret.integrated_gradients(model, sample_table(table, sequences),
+        ids, imp = api.integrated_gradients(model, sample_table(table, sequences),
                                                   device=device, steps=steps,
                                                   covariates=_covariates(covariates))
     else:
-        ids, imp = interpret.attention_importance(model, sample_table(table, sequences),
+        ids, imp = api.attention_importance(model, sample_table(table, sequences),
                                                   device=device, covariates=_covariates(covariates))
     df = pd.DataFrame({"importance": imp}, index=pd.Index(ids, name="feature"))
     return df.sort_values("importance", ascending=False)

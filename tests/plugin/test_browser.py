@@ -24,9 +24,8 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 def _need_browser():
     why = None
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("playwright") is None:
         why = "Playwright is not installed (pip install playwright; ci/setup.sh does it)"
     if why is None and CHROMIUM is None:
         why = "Chromium is not installed (apt-get install chromium; ci/setup.sh does it)"
