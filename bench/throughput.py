@@ -256,7 +256,7 @@ def table_md(meta, rows, args) -> str:
     for r in rows:
         line = (f"| {r['case']} | {r['precision']} | {r['samples_per_s']:.1f} | "
                 f"{r['tokens_per_s']:.3g} | {r['s_per_batch']:.3f} | {r['peak_mb']:.0f} | "
-                f"{r['vs_naive']:.2f}x |")
+                + (f"{r['vs_naive']:.2f}x |" if r.get("vs_naive") else "n/a |"))
         if r.get("vs_seed"):
             line += f" {r['vs_seed']:.1f}x |"
         if args.device.startswith("cuda"):
