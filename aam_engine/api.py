@@ -238,9 +238,8 @@ def validation_outputs(trainer, model, data, val_ids):
         i, j, d = pair_distances(out[keep], float(model.embed_offset().detach()))
         D = data.builder.distances.block(data.val_rows[keep])[i, j]
         rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
-        if len(d) > MAX_SUMMARY_PAIRS:
-            pick = np.sort(np.random.default_rng(0).choice(len(d), MAX_SUMMARY_PAIRS, False))
-            d, D = d[pick], D[pick]
+        pick = capped_rows(len(d), MAX_SUMMARY_PAIRS)
+        d, D = d[pick], D[pick]
         rec["pairs"] = {"model": np.round(d, 5).tolist(), "unifrac": np.round(D, 5).tolist()}
     return rec
 

@@ -31,6 +31,11 @@ def declared(cls):
             for f in fields(cls)]
 
 
+def defaults(cls) -> dict:
+    """{name: declared default} of a config class."""
+    return {name: default for name, default, _ in declared(cls)}
+
+
 def _check_field(name, value, meta):
     choices, lo, hi = meta.get("choices"), meta.get("lo"), meta.get("hi")
     if choices is not None and value not in choices:
@@ -70,7 +75,7 @@ class _Serial:
 
 
 # Sizes by name: each fills these settings together (only where they are left at their
-# defaults: explicit values win).  Costs measured by bench/throughput.py --preset (README).
+# defaults: explicit values win).  Parameter counts in the README.
 PRESETS = {
     "none": {},
     "cpu": dict(embedding_dim=64, attention_heads=4, attention_layers=2, token_limit=256,
@@ -235,12 +240,11 @@ class TrainConfig(_Serial):
 def apply_preset(model_cfg: ModelConfig, train_cfg: TrainConfig):
     """(model, training) configurations with the preset's sizes filled in wherever the setting
     is still at its declared default."""
-    preset = PRESETS[model_cfg.preset] if model_cfg.preset in PRESETS else {}
+    preset = PRESETS[model_cfg.preset]
     out = []
     for cfg in (model_cfg, train_cfg):
-        defaults = {n: d for n, d, _ in declared(type(cfg))}
-        changes = {k: v for k, v in preset.items()
-                   if k in defaults and getattr(cfg, k) == defaults[k]}
+        base = defaults(type(cfg))
+        changes = {k: v for k, v in preset.items() if k in base and getattr(cfg, k) == base[k]}
         out.append(replace(cfg, **changes))
     return tuple(out)
 
@@ -253,10 +257,9 @@ ENCODER_SIZES = ("embedding_dim", "attention_heads", "attention_layers", "interm
 def warn_size_mismatch(asked: dict, encoder: ModelConfig):
     """A fit with an encoder uses the encoder's sizes: say so (naming both) when the user asked
     for other sizes than the defaults."""
-    keys = ENCODER_SIZES
-    defaults = {n: d for n, d, _ in declared(ModelConfig)}
-    differ = [f"{k} {asked[k]} (encoder: {getattr(encoder, k)})" for k in keys
-              if k in asked and asked[k] != defaults[k] and asked[k] != getattr(encoder, k)]
+    base = defaults(ModelConfig)
+    differ = [f"{k} {asked[k]} (encoder: {getattr(encoder, k)})" for k in ENCODER_SIZES
+              if k in asked and asked[k] != base[k] and asked[k] != getattr(encoder, k)]
     if differ:
         warnings.warn("The pretrained encoder's sizes are used, not the ones asked for: "
                       + "; ".join(differ) + ".", stacklevel=3)

@@ -47,7 +47,8 @@ FIT = {
                         "names them, 'ignore' trains without them."),
 }
 DISTANCE = {
-    "metric": (Str % Choices(list(UNIFRAC_METRICS)), "unweighted", "UniFrac variant computed when a phylogeny is given."),
+    "metric": (Str % Choices(list(UNIFRAC_METRICS)), "unweighted",
+               "UniFrac variant computed when a phylogeny is given."),
 }
 REGRESSION = engine_params("regression")
 CLASSIFICATION = engine_params("classification")

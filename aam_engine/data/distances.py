@@ -119,7 +119,7 @@ def tree_for_table(table: SampleTable, tree):
 def batch_unifrac(table: SampleTable, tree, metric: str = "unweighted"):
     """(filtered table, BatchUniFrac): UniFrac computed per batch, memory linear in samples."""
     from .unifrac_batch import BatchUniFrac
-    if metric not in UNIFRAC_METRICS:
+    if metric not in UNIFRAC_METRICS:       # before the tree is read and cut
         raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
     table, pruned = tree_for_table(table, tree)
     return table, BatchUniFrac(table, pruned, metric)

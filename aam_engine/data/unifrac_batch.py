@@ -16,9 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
+from .distances import UNIFRAC_METRICS
 from .table import SampleTable, first_few
-
-METRICS = ("unweighted", "weighted_normalized", "weighted_unnormalized")
 
 
 class BatchUniFrac:
@@ -27,8 +26,8 @@ class BatchUniFrac:
 
     def __init__(self, table: SampleTable, tree, metric: str = "unweighted"):
         import skbio
-        if metric not in METRICS:
-            raise ValueError(f"UniFrac metric must be one of {METRICS}, got {metric!r}")
+        if metric not in UNIFRAC_METRICS:
+            raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
         if not isinstance(tree, skbio.TreeNode):
             tree = skbio.TreeNode.read(str(tree), format="newick")
         self.metric = metric
@@ -43,7 +42,6 @@ class BatchUniFrac:
         for node in tree.preorder(include_self=False):
             root_dist[id(node)] = root_dist.get(id(node.parent), 0.0) + float(node.length or 0.0)
         tip_depth = np.zeros(table.n_features)
-        missing = []
         for tip in tree.tips():
             f = tip_of.get(tip.name)
             if f is None:

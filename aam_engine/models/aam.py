@@ -84,9 +84,10 @@ class SampleEncoder(nn.Module):
         m = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=mask.device), mask], 1)
         if attention is None:
             x = run_blocks(self.blocks, x, m, self.checkpoint_blocks)
-        for blk in self.blocks if attention is not None else ():
-            x, a = blk(x, m, need_weights=True)
-            attention.append(a)
+        else:                   # interpretation: the explicit softmax, weights kept
+            for blk in self.blocks:
+                x, a = blk(x, m, need_weights=True)
+                attention.append(a)
         x = self.norm(x)
         vec, w = self.pool(x, m)
         return x[:, 1:], vec, w[:, 1:]

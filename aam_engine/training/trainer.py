@@ -137,7 +137,7 @@ class Trainer:
             return
         rows = self.data.train_rows
         if len(rows) > max_rows:
-            rows = np.sort(np.random.default_rng(self.cfg.random_seed).choice(rows, max_rows, False))
+            rows = np.sort(rows[capped_rows(len(rows), max_rows, self.cfg.random_seed)])
         model, was = self.model, self.model.training
         keys = ("embedding",) + (("head_features",) if self.use_target else ())
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
