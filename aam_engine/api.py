@@ -22,7 +22,7 @@ from .config import (ENCODER_SIZES, ModelConfig, TrainConfig, apply_preset, decl
 from .data import (BatchBuilder, SampleTable, align_distances, batch_unifrac,
                    check_distance_matrix)
 from .data.distances import UNIFRAC_METRICS
-from .data.table import first_few, split_ids
+from .data.table import first_few, fold_ids, split_ids
 from .io import ModelBundle
 from .io.model_dir import history_tsv, read_model_dir, write_model_files
 from .data.simulate import simulate
@@ -69,6 +69,22 @@ def resolve_sizes(model_cfg: ModelConfig, table: SampleTable, **fixed) -> ModelC
 
 def _split(sample_ids, cfg: TrainConfig, groups):
     return split_ids(sample_ids, cfg.validation_fraction, cfg.random_seed, groups)
+
+
+def _heads(model_cfg: ModelConfig, frozen: bool, sample_ids, groups) -> int:
+    """How many heads to cross-fit: ``ensemble``, at most one per sample (or group), one for a
+    model trained whole (its shared base would see every fold)."""
+    if not frozen:
+        return 1
+    if groups is not None:
+        missing = [s for s in sample_ids if s not in groups]
+        if missing:
+            raise ValueError(f"{len(missing)} sample(s) have no group value: {first_few(missing)}")
+        n = len({str(groups[s]) for s in sample_ids})
+    else:
+        n = len(sample_ids)
+    k = min(model_cfg.ensemble, n)
+    return k if k >= 2 else 1
 
 
 def _check_enough(n_train: int, cfg: TrainConfig):
@@ -179,13 +195,18 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     import torch
     from .models import AAM
     from .training import TaskData, Trainer
-    train_ids, val_ids = _split(table.sample_ids, train_cfg, groups)
+    folds = None
+    if task != "encoder" and model_cfg.ensemble > 1:   # cross-fitted heads: every sample
+        train_ids = val_ids = list(table.sample_ids)  # trains all heads but one, scores one
+        folds = fold_ids(train_ids, model_cfg.ensemble, train_cfg.random_seed, groups)
+    else:
+        train_ids, val_ids = _split(table.sample_ids, train_cfg, groups)
     _check_enough(len(train_ids), train_cfg)
     builder = BatchBuilder(table, model_cfg.token_limit, model_cfg.max_bp,
                            train_cfg.asv_selection, distances, targets, covariates,
                            train_cfg.mask_ratio, train_cfg.mask_strategy)
     data = TaskData(builder, table.index_of(train_ids), table.index_of(val_ids), task,
-                    class_weights, decode)
+                    class_weights, decode, folds)
     torch.manual_seed(train_cfg.random_seed)
     model = AAM(model_cfg)
     if encoder is not None:
@@ -205,6 +226,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     model = trainer.export_model()
     extra = {"n_samples": table.n_samples, "n_features": table.n_features,
              "train_samples": train_ids, "validation_samples": val_ids,
+             "cross_fitted_heads": model_cfg.ensemble if folds is not None else 0,
              "skipped_steps": trainer.state["skipped_steps"],
              "optimizer_steps": trainer.state["step"],
              "precision": trainer.precision, "device": str(trainer.device),
@@ -218,10 +240,14 @@ MAX_SUMMARY_PAIRS = 2000
 
 
 def validation_outputs(trainer, model, data, val_ids):
-    """Per-sample validation predictions (for the summary plots)."""
+    """Per-sample validation predictions (for the summary plots); with cross-fitted heads
+    each sample's prediction by the head that did not train on it."""
     from .training.trainer import run_model
-    out = run_model(model, data.builder, data.val_rows, trainer.device, trainer.asv_cache,
-                    key="prediction" if data.task != "encoder" else "embedding")
+    key = ("embedding" if data.task == "encoder" else
+           "head_predictions" if data.folds is not None else "prediction")
+    out = run_model(model, data.builder, data.val_rows, trainer.device, trainer.asv_cache, key=key)
+    if data.folds is not None:
+        out = out[np.arange(len(out)), data.folds[data.val_rows]]
     if data.task == "regression":
         dec = data.decode
         return {"sample_ids": val_ids,
@@ -311,7 +337,9 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         n_outputs=len(enc["classes"]) if task == "classification" else 1,
         covariate_sizes=[len(v) for v in levels.values()],
         # freeze_base applies to a pretrained encoder; without one the whole model trains
-        freeze_base=model_cfg.freeze_base and encoder is not None)
+        freeze_base=model_cfg.freeze_base and encoder is not None,
+        ensemble=_heads(model_cfg, model_cfg.freeze_base and encoder is not None,
+                        table.sample_ids, groups))
     if task == "classification":
         seen = set(y.tolist())
         if len(seen) < 2:

@@ -122,6 +122,15 @@ class ModelConfig(_Serial):
     # fine-tuning head
     head_pools: int = setting(1, "Attention pools over the ASVs that the prediction head reads.",
                               lo=0, hi=64)
+    ensemble: int = setting(
+        5, "Prediction heads trained side by side on the frozen encoder, by K-fold cross-"
+        "fitting: the training samples are split into this many folds (whole validation groups "
+        "per fold where given), head k learns from the other folds and is early-stopped on fold "
+        "k, and predictions average the heads. Steadier than one head picked on a few "
+        "validation samples, and the summary shows every sample predicted by a head that never "
+        "trained on it. Replaces validation_fraction for the head; 1 = one head and a "
+        "validation split. A model trained whole (freeze_base False) has one head.",
+        lo=1, hi=20, plugin="fit")
     n_outputs: int = setting(1, "1 for regression, the number of classes for classification.",
                              lo=1)
     output_activation: str = setting(

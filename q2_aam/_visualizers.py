@@ -114,6 +114,10 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
         _plot_r2_history(hist, os.path.join(output_dir, "unifrac-r2.png"))
         figures.append(("Validation UniFrac R² per epoch", "unifrac-r2.png"))
     const = None
+    heads = model.extra.get("cross_fitted_heads", 0)
+    held_out = (f"out of fold: each of {len(val.get('true', []))} samples by the one of "
+                f"{heads} cross-fitted heads that never trained on it" if heads else
+                f"{len(val.get('true', []))} held-out samples")
     if model.task == "encoder" and val.get("pairs"):
         _plot_distances(np.array(val["pairs"]["model"]), np.array(val["pairs"]["unifrac"]),
                         os.path.join(output_dir, "distances.png"))
@@ -123,14 +127,12 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
         const = constant_fraction(val["predicted"], REGRESSION_TIE * float(np.std(val["true"])))
         _plot_regression(np.array(val["true"]), np.array(val["predicted"]),
                          os.path.join(output_dir, "validation.png"), name)
-        figures.append((f"Validation predictions ({len(val['true'])} held-out samples)",
-                        "validation.png"))
+        figures.append((f"Validation predictions ({held_out})", "validation.png"))
     if model.task == "classification" and val.get("true"):
         const = constant_fraction(val["predicted"])
         _plot_confusion(val["true"], val["predicted"], model.target["classes"],
                         os.path.join(output_dir, "validation.png"))
-        figures.append((f"Validation confusion matrix ({len(val['true'])} held-out samples)",
-                        "validation.png"))
+        figures.append((f"Validation confusion matrix ({held_out})", "validation.png"))
     cfg = {**model.model_config.to_dict(), **model.train_config.to_dict()}
     rows = [(k, html.escape(str(v))) for k, v in cfg.items()]
     final = {k: (f"{v:.4g}" if isinstance(v, float) else v)
@@ -138,7 +140,10 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
     facts = [("task", model.task), ("samples", model.extra.get("n_samples")),
              ("features", model.extra.get("n_features")),
              ("training / validation samples", f"{len(model.extra.get('train_samples', []))} / "
-                                               f"{len(model.extra.get('validation_samples', []))}"),
+                                               f"{len(model.extra.get('validation_samples', []))}"
+                                               + (f" ({heads}-fold cross-fitted heads: every "
+                                                  "sample trains all heads but one, which "
+                                                  "validates it)" if heads else "")),
              ("device / precision", f"{model.extra.get('device')} / {model.extra.get('precision')}"),
              ("epochs run", len(model.history)),
              ("skipped (non-finite) steps", model.extra.get("skipped_steps", 0))]

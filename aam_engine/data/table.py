@@ -255,6 +255,27 @@ def split_ids(ids, validation_fraction: float, seed: int = 0, groups=None):
             [s for s in ids if str(groups[s]) in val_groups])
 
 
+def fold_ids(ids, k: int, seed: int = 0, groups=None) -> np.ndarray:
+    """Fold (0..k-1) of each id for K-fold cross-fitting: whole groups per fold where
+    ``groups`` is given, folds as equal in size as whole groups allow (each group, in a
+    seeded random order, joins the currently smallest fold)."""
+    ids = list(ids)
+    units = [str(groups[s]) for s in ids] if groups is not None else list(range(len(ids)))
+    uniq = sorted(set(units), key=str)
+    if k < 2 or k > len(uniq):
+        raise ValueError(f"{k} folds need between 2 and {len(uniq)} "
+                         f"{'groups' if groups is not None else 'samples'}")
+    size = {u: 0 for u in uniq}
+    for u in units:
+        size[u] += 1
+    fill, fold_of = [0] * k, {}
+    for i in np.random.default_rng(seed).permutation(len(uniq)):
+        f = int(np.argmin(fill))
+        fold_of[uniq[i]] = f
+        fill[f] += size[uniq[i]]
+    return np.array([fold_of[u] for u in units], dtype=np.int64)
+
+
 def read_fasta(path) -> dict[str, str]:
     """{id: sequence} from a FASTA file (scikit-bio's reader; IDs up to the first space)."""
     import skbio

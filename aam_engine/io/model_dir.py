@@ -157,6 +157,31 @@ def read_safetensors_header(path) -> dict:
 
 
 OFFSET_WEIGHT = "embed_offset.offset"
+# format 2.2 moved the one target head into heads.0 (of `ensemble` heads)
+HEAD_RENAMES = (("head_pool", "heads.0.pool"), ("head_shift", "heads.0.shift"),
+                ("head_scale", "heads.0.scale"), ("covariates", "heads.0.covariates"),
+                ("fuse", "heads.0.fuse"), ("head", "heads.0.mlp"), ("out_scale", "heads.0.out_scale"))
+
+
+def _upgrade(cfg: dict):
+    """What a file of an older format minor needs to be read as the current one: its
+    config.json's model settings are fixed in place; returns (rename: old tensor name -> new,
+    names of tensors it lacks that are zero).  2.0 had no distance offset (read as 0); before
+    2.2 a predictor had one head with names of its own."""
+    minor = int(str(cfg["format_version"]).split(".")[1])
+    rename, zero = (lambda name: name), []
+    if minor < 1:
+        zero.append(OFFSET_WEIGHT)
+    if minor < 2 and cfg["model"].get("task") != "encoder":
+        cfg["model"]["ensemble"] = 1
+
+        def new(name):
+            for old, to in HEAD_RENAMES:
+                if name == old or name.startswith(old + "."):
+                    return to + name[len(old):]
+            return name
+        rename = new
+    return rename, zero
 
 
 def expected_shapes(mcfg: ModelConfig) -> dict:
@@ -209,6 +234,7 @@ def validate_model_dir(path, level: str = "max") -> dict:
     if cfg["format"] != FORMAT_NAME:
         raise ValueError(f"{CONFIG} is not a q2-aam model (format {cfg['format']!r})")
     _check_version(cfg["format_version"])
+    rename, zero = _upgrade(cfg)
     mcfg = ModelConfig.from_dict(cfg["model"])
     TrainConfig.from_dict(cfg["training"])
     if mcfg.task == "classification":
@@ -218,11 +244,12 @@ def validate_model_dir(path, level: str = "max") -> dict:
                              "labels in config.json")
     if level == "min":
         return cfg
-    header = read_safetensors_header(path / WEIGHTS)
+    header = {rename(k): v for k, v in read_safetensors_header(path / WEIGHTS).items()
+              if k != "__metadata__"}
     expected = expected_shapes(mcfg)
-    if cfg["format_version"] == "2.0":          # written before the distance offset existed
-        expected.pop(OFFSET_WEIGHT)
-    names = set(header) - {"__metadata__"}
+    for name in zero:
+        expected.pop(name)
+    names = set(header)
     missing, unexpected = sorted(set(expected) - names), sorted(names - set(expected))
     if missing or unexpected:
         raise ValueError(f"{WEIGHTS} does not hold what config.json builds: missing "
@@ -238,10 +265,11 @@ def read_model_dir(path) -> ModelBundle:
     from safetensors.torch import load_file
     path = Path(path)
     cfg = validate_model_dir(path, "max")
-    state = load_file(str(path / WEIGHTS))
-    if cfg["format_version"] == "2.0":            # written before the distance offset existed
+    rename, zero = _upgrade(cfg)
+    state = {rename(k): v for k, v in load_file(str(path / WEIGHTS)).items()}
+    if zero:
         import torch
-        state.setdefault(OFFSET_WEIGHT, torch.zeros(1))
+        state.update({name: torch.zeros(1) for name in zero})
     bundle = ModelBundle(ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["training"]),
                          state, cfg["target"], cfg["covariates"], cfg.get("history", []),
                          cfg.get("extra", {}))

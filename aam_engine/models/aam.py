@@ -10,6 +10,8 @@
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,6 +95,49 @@ class SampleEncoder(nn.Module):
         return x[:, 1:], vec, w[:, 1:]
 
 
+class PredictionHead(nn.Module):
+    """One target head: its attention pools over the ASV states, the standardisation of what
+    it reads (statistics of the training samples, set by Trainer.calibrate: what the head sees
+    is how samples DIFFER, not the component all samples share), categorical covariates and
+    an MLP."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        D = cfg.embedding_dim
+        H = D * (2 + cfg.head_pools)
+        self.task, self.activation = cfg.task, cfg.output_activation
+        self.pool = AttentionPool(D, cfg.head_pools) if cfg.head_pools else None
+        self.register_buffer("shift", torch.zeros(H))
+        self.register_buffer("scale", torch.ones(H))
+        self.covariates = nn.ModuleList(nn.Embedding(n + 1, H) for n in cfg.covariate_sizes)
+        k = len(cfg.covariate_sizes)
+        self.fuse = (nn.Linear(H * (1 + k), H) if cfg.covariate_fusion == "concat" and k
+                     else nn.Identity())
+        self.fusion = cfg.covariate_fusion
+        self.mlp = nn.Sequential(nn.Linear(H, D), nn.GELU(), nn.Linear(D, cfg.n_outputs))
+        self.out_scale = nn.Parameter(torch.ones(1))
+
+    def forward(self, features, covariates=None):
+        x = (features - self.shift) / self.scale
+        if len(self.covariates):
+            if covariates is None:
+                covariates = torch.zeros(x.shape[0], len(self.covariates), dtype=torch.long,
+                                         device=x.device)
+            embs = [emb(covariates[:, i]) for i, emb in enumerate(self.covariates)]
+            x = x + sum(embs) if self.fusion == "add" else self.fuse(torch.cat([x] + embs, -1))
+        raw = self.mlp(x) * self.out_scale
+        if self.task == "classification":
+            return raw
+        raw = raw.squeeze(-1)
+        if self.activation == "softplus":
+            return F.softplus(raw)
+        if self.activation == "exp":
+            return torch.exp(raw.clamp(max=30))
+        if self.activation == "bounded":
+            return torch.sigmoid(raw)
+        return raw
+
+
 class AAM(nn.Module):
     """Encoder (task='encoder') or predictor (task='regression' / 'classification')."""
 
@@ -118,20 +163,9 @@ class AAM(nn.Module):
         self.embed_offset = DistanceOffset()
         self.count_head = nn.Linear(D, 1, bias=False) if cfg.count_head else None
         if cfg.task != "encoder":
-            # the head reads the sample vector, the composition and its own attention pools over
-            # the ASV states (head_features), standardised with statistics of the training
-            # samples (Trainer.calibrate): what the head sees is how samples DIFFER,
-            # not the component all samples share
-            H = D * (2 + cfg.head_pools)
-            self.head_pool = AttentionPool(D, cfg.head_pools) if cfg.head_pools else None
-            self.register_buffer("head_shift", torch.zeros(H))
-            self.register_buffer("head_scale", torch.ones(H))
-            self.covariates = nn.ModuleList(nn.Embedding(n + 1, H) for n in cfg.covariate_sizes)
-            k = len(cfg.covariate_sizes)
-            self.fuse = (nn.Linear(H * (1 + k), H) if cfg.covariate_fusion == "concat" and k
-                         else nn.Identity())
-            self.head = nn.Sequential(nn.Linear(H, D), nn.GELU(), nn.Linear(D, cfg.n_outputs))
-            self.out_scale = nn.Parameter(torch.ones(1))
+            # `ensemble` heads, each with its own pools, standardisation and MLP (heads trained
+            # by K-fold cross-fitting share nothing trainable); predictions average them
+            self.heads = nn.ModuleList(PredictionHead(cfg) for _ in range(cfg.ensemble))
 
     # -------------------------------------------------------------- pieces
     def set_activation_checkpointing(self, on: bool):
@@ -154,44 +188,24 @@ class AAM(nn.Module):
         return out
 
     def head_features(self, asv_states, sample_vec, slot_vecs, counts, mask):
-        """What the head reads, before standardisation: [B, D * (2 + head_pools)]: the sample
-        vector, the composition (ASV vectors weighted by relative abundance: how much of each
-        kind of ASV, which an attention pool -- a weighted MEAN -- cannot say) and the head's
-        attention pools over the ASV states."""
+        """What each head reads, before standardisation: [B, heads, D * (2 + head_pools)]:
+        the sample vector, the composition (ASV vectors weighted by relative abundance: how
+        much of each kind of ASV, which an attention pool -- a weighted MEAN -- cannot say) and
+        the head's own attention pools over the ASV states."""
         rel = relative_abundance(counts).to(slot_vecs.dtype)
-        composition = torch.einsum("bs,bsd->bd", rel, slot_vecs)
-        parts = [sample_vec, composition]
-        if self.head_pool is not None:
-            parts.append(self.head_pool(asv_states, mask)[0])
-        return torch.cat(parts, -1)
+        shared = [sample_vec, torch.einsum("bs,bsd->bd", rel, slot_vecs)]
+        return torch.stack([torch.cat(shared + ([h.pool(asv_states, mask)[0]] if h.pool else []),
+                                      -1) for h in self.heads], 1)
 
-    def head_input(self, features, covariates=None):
-        if self.cfg.task == "encoder":
-            raise RuntimeError("an encoder has no target head")
-        x = (features - self.head_shift) / self.head_scale
-        if not len(self.covariates):
-            return x
-        if covariates is None:
-            covariates = torch.zeros(x.shape[0], len(self.covariates), dtype=torch.long,
-                                     device=x.device)
-        embs = [emb(covariates[:, i]) for i, emb in enumerate(self.covariates)]
-        if self.cfg.covariate_fusion == "add":
-            return x + sum(embs)
-        return self.fuse(torch.cat([x] + embs, -1))
-
-    def output(self, raw):
-        raw = raw * self.out_scale
+    def combine(self, per_head):
+        """One prediction from the heads' [B, heads, ...]: the mean value (regression) or the
+        log of the mean class probabilities (classification: softmax gives the mean)."""
+        if per_head.shape[1] == 1:
+            return per_head[:, 0]
         if self.cfg.task == "classification":
-            return raw
-        act = self.cfg.output_activation
-        raw = raw.squeeze(-1)
-        if act == "softplus":
-            return F.softplus(raw)
-        if act == "exp":
-            return torch.exp(raw.clamp(max=30))
-        if act == "bounded":
-            return torch.sigmoid(raw)
-        return raw
+            return torch.logsumexp(torch.log_softmax(per_head.float(), -1), 1) - \
+                math.log(per_head.shape[1])
+        return per_head.mean(1)
 
     # -------------------------------------------------------------- forward
     def forward(self, tokens, slot_index, counts, mask, unique_features=None, covariates=None,
@@ -226,10 +240,11 @@ class AAM(nn.Module):
         if self.count_head is not None:
             out["count_logits"] = self.count_head(asv_states).squeeze(-1)
         if self.cfg.task != "encoder":
-            out["head_features"] = self.head_features(asv_states, sample_vec, slot_vecs, counts,
-                                                      mask)
-            out["prediction"] = self.output(self.head(self.head_input(out["head_features"],
-                                                                      covariates)))
+            f = out["head_features"] = self.head_features(asv_states, sample_vec, slot_vecs,
+                                                          counts, mask)
+            out["head_predictions"] = torch.stack(
+                [h(f[:, k], covariates) for k, h in enumerate(self.heads)], 1)
+            out["prediction"] = self.combine(out["head_predictions"])
         return out
 
     def load_encoder_from(self, other: "AAM"):

@@ -33,6 +33,10 @@ class TaskData:
     task: str                          # encoder | regression | classification
     class_weights: np.ndarray | None = None
     decode: object = None              # normalised prediction -> original units (regression)
+    # K-fold cross-fitting of the model's heads: fold of every table row (-1: none); head k
+    # learns from rows of the other folds and is validated / early-stopped on fold k, so
+    # val_rows are the training rows themselves, each scored by the head that never saw it
+    folds: np.ndarray | None = None
 
 
 def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="prediction",
@@ -123,8 +127,10 @@ class Trainer:
                 self.writer = SummaryWriter(str(log_dir))
             except Exception as e:  # tensorboard is optional
                 warnings.warn(f"TensorBoard logging is off ({e}); pip install tensorboard")
-        self.state = dict(epoch=0, step=0, best=float("inf"), bad_epochs=0, nan_steps=0,
-                          skipped_steps=0, history=[])
+        # best monitor and epochs without improvement: one per head under cross-fitting
+        n = model.cfg.ensemble if data.folds is not None else 1
+        self.state = dict(epoch=0, step=0, best=[float("inf")] * n, bad_epochs=[0] * n,
+                          nan_steps=0, skipped_steps=0, history=[])
         self.best_state = None
 
     @torch.no_grad()
@@ -150,10 +156,11 @@ class Trainer:
                 model.embed_offset.offset.fill_(offset)
                 model.embed_scale.log_scale += float(np.log((target - offset) / d))
         if self.use_target:
-            f = torch.as_tensor(outs[-1], device=self.device)
-            model.head_shift.copy_(f.mean(0))
-            model.head_scale.copy_(f.std(0).clamp_min(1e-4) if len(f) > 1 else
-                                   torch.ones_like(f[0]))
+            f = torch.as_tensor(outs[-1], device=self.device)      # [N, heads, H]
+            for k, head in enumerate(model.heads):
+                head.shift.copy_(f[:, k].mean(0))
+                head.scale.copy_(f[:, k].std(0).clamp_min(1e-4) if len(f) > 1 else
+                                 torch.ones_like(f[0, k]))
         model.train(was)
         if self.frozen:
             for m in model.base_modules():
@@ -173,6 +180,8 @@ class Trainer:
 
     def _to_device(self, batch: Batch):
         t = batch.to_torch(self.device)
+        if self.data.folds is not None:
+            t["folds"] = torch.as_tensor(self.data.folds[batch.sample_index], device=self.device)
         if self.data.task == "classification" and "targets" in t:
             t["targets"] = t["targets"].long()
         return t
@@ -197,9 +206,26 @@ class Trainer:
                      nuc_targets=None if batch.nuc_targets is None else batch.nuc_targets[used])
 
     # ------------------------------------------------------------------ losses
-    def _losses(self, out, t, pair: bool = True):
-        """Weighted total and parts.  ``pair=False`` (evaluation) leaves out the pairwise
-        loss, which evaluation scores over the whole set instead of per batch."""
+    def _target_loss(self, pred, targets):
+        if self.data.task == "regression":
+            return L.regression_loss(pred, targets, self.cfg.regression_loss)
+        weights = None if self.class_weights is None else self.class_weights.to(pred.device)
+        return L.classification_loss(pred, targets, weights, self.cfg.classification_loss)
+
+    def _head_losses(self, out, t):
+        """Mean over heads of each head's loss on its own training samples (those outside its
+        fold; every sample without folds)."""
+        per_head, losses = out["head_predictions"], []
+        for k in range(per_head.shape[1]):
+            keep = t["folds"] != k if "folds" in t else slice(None)
+            if "folds" not in t or bool(keep.any()):
+                losses.append(self._target_loss(per_head[keep, k], t["targets"][keep]))
+        return torch.stack(losses).mean() if losses else per_head.float().sum() * 0.0
+
+    def _losses(self, out, t, pair: bool = True, target: bool = True):
+        """Weighted total and parts.  Evaluation leaves out the pairwise loss (``pair``) and
+        the target loss (``target``), which it scores over the whole set instead of per
+        batch."""
         parts = {}
         if self.use_pair and pair:
             emb = out["embedding"]
@@ -210,14 +236,8 @@ class Trainer:
             parts["nuc"] = L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
         if self.use_count:
             parts["count"] = L.count_loss(out["count_logits"], t["counts"], t["mask"])
-        if self.use_target:
-            if self.data.task == "regression":
-                parts["target"] = L.regression_loss(out["prediction"], t["targets"],
-                                                    self.cfg.regression_loss)
-            else:
-                parts["target"] = L.classification_loss(out["prediction"], t["targets"],
-                                                        self.class_weights,
-                                                        self.cfg.classification_loss)
+        if self.use_target and target:
+            parts["target"] = self._head_losses(out, t)
         w = dict(pair=self.cfg.penalty, nuc=self.cfg.nuc_penalty, count=self.cfg.count_penalty,
                  target=self.cfg.target_penalty)
         total = sum(w[k] * v for k, v in parts.items())
@@ -340,9 +360,10 @@ class Trainer:
             embs.append(out["embedding"].float().cpu().numpy())
             offset = float(out["pair_offset"])
             if self.use_target:
-                preds.append(out["prediction"].float().cpu().numpy())
+                key = "head_predictions" if self.data.folds is not None else "prediction"
+                preds.append(out[key].float().cpu())
                 targets.append(batch.targets)
-            _, parts = self._losses(out, t, pair=False)
+            _, parts = self._losses(out, t, pair=False, target=False)
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + float(v) * batch.size
             n_seen += batch.size
@@ -355,7 +376,17 @@ class Trainer:
             res["val_pair"] = float(np.mean((d - D) ** 2)) if len(i) else 0.0
             res["val_unifrac_r2"] = r2_score(D, d) if len(i) else float("nan")
         if self.use_target:
-            p, y = np.concatenate(preds), np.concatenate(targets)
+            p, y = torch.cat(preds), np.concatenate(targets)
+            yt = torch.as_tensor(y, dtype=torch.float32 if self.data.task == "regression"
+                                 else torch.long)
+            if self.data.folds is not None:      # each row scored by the head of its fold
+                fold = torch.as_tensor(self.data.folds[rows])
+                p = p[torch.arange(len(p)), fold]
+                res["val_head_targets"] = [float(self._target_loss(p[fold == k], yt[fold == k]))
+                                           if bool((fold == k).any()) else float("nan")
+                                           for k in range(self.model.cfg.ensemble)]
+            res["val_target"] = float(self._target_loss(p, yt))
+            p = p.numpy()
             if self.data.task == "regression":
                 dec = self.data.decode or (lambda v: v)
                 res["val_mae"], res["val_r2"] = mae(dec(y), dec(p)), r2_score(dec(y), dec(p))
@@ -454,6 +485,28 @@ class Trainer:
         key = "target" if self.use_target else "loss"
         return rec.get(f"val_{key}", rec.get(f"train_{key}", float("nan")))
 
+    def _keep_best(self, monitors) -> int:
+        """Count epochs without improvement per monitor and keep the best weights: the whole
+        model for one monitor; with one monitor per cross-fitted head, each head's own weights
+        from its own best epoch.  Returns how many monitors improved."""
+        state, snap = self.state, None
+        improved = 0
+        for k, m in enumerate(monitors):
+            if np.isfinite(m) and m < state["best"][k] or self.best_state is None:
+                if np.isfinite(m):
+                    state["best"][k] = float(m)
+                state["bad_epochs"][k] = 0
+                snap = snap or {n: v.detach().clone().cpu() for n, v in self.model_state().items()}
+                if self.best_state is None or len(monitors) == 1:
+                    self.best_state = dict(snap)
+                else:
+                    self.best_state.update({n: v for n, v in snap.items()
+                                            if n.startswith(f"heads.{k}.")})
+                improved += 1
+            else:
+                state["bad_epochs"][k] += 1
+        return improved
+
     def out_of_steps(self) -> bool:
         return bool(self.cfg.max_steps) and self.state["step"] >= self.cfg.max_steps
 
@@ -479,19 +532,11 @@ class Trainer:
                 rec.update(self.evaluate(monitor_rows, epoch))
             rec["lr"] = self.opt.param_groups[0]["lr"]
             rec["seconds"] = time.time() - t0
+            heads = rec.pop("val_head_targets", None)
             monitor = self._monitor(rec)
             if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.sched.step(monitor)
-            improved = np.isfinite(monitor) and monitor < self.state["best"]
-            if improved or self.best_state is None:
-                self.state["best"] = float(monitor) if np.isfinite(monitor) else self.state["best"]
-                self.state["bad_epochs"] = 0
-                self.best_state = {k: v.detach().clone().cpu()
-                                   for k, v in self.model_state().items()}
-                rec["best"] = 1
-            else:
-                self.state["bad_epochs"] += 1
-                rec["best"] = 0
+            rec["best"] = self._keep_best(heads if heads is not None else [monitor])
             self.state["history"].append(rec)
             self.state["epoch"] = epoch + 1
             if self.writer is not None:
@@ -504,7 +549,7 @@ class Trainer:
             self.save_checkpoint()
             if self.out_of_steps():
                 break
-            if cfg.patience and self.state["bad_epochs"] >= cfg.patience:
+            if cfg.patience and min(self.state["bad_epochs"]) >= cfg.patience:
                 if self.rank == 0 and cfg.progress:
                     print(f"early stop: no improvement for {cfg.patience} epochs", file=sys.stderr)
                 break

@@ -99,6 +99,10 @@ def test_every_parameter_reaches_the_trainer(plugin, action, task, monkeypatch):
         raise Caught()
 
     monkeypatch.setattr(training.Trainer, "__init__", capture)
+    from aam_engine import api
+    heads = api._heads     # a model trained whole (freeze_base False) resolves to ONE head
+    monkeypatch.setattr(api, "_heads", lambda cfg, *a: seen.update(ensemble=cfg.ensemble) or
+                        heads(cfg, *a))
     sig = plugin.actions[action].signature.parameters
     values = {n: _non_default(n, *ENGINE[n]) for n in sig if n in ENGINE}
     if action != "pretrain":
@@ -115,5 +119,8 @@ def test_every_parameter_reaches_the_trainer(plugin, action, task, monkeypatch):
         getattr(aam.actions, action)(**inputs, **values)
     for name, value in values.items():
         cfg = seen["model"] if name in ModelConfig.__dataclass_fields__ else seen["train"]
+        if name == "ensemble":
+            assert seen["ensemble"] == value and cfg.ensemble == 1
+            continue
         assert getattr(cfg, name) == value, name
     assert seen["model"].task == task

@@ -1,0 +1,123 @@
+"""Cross-fitted heads (ensemble): K-fold folds by group, each head learning only from the
+other folds, out-of-fold validation predictions, averaged predictions, and model files of the
+single-head format read as before."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aam_engine import api
+from aam_engine.config import ModelConfig, TrainConfig
+from aam_engine.data.table import fold_ids
+from aam_engine.io import read_model_dir, write_model_dir
+
+SIZE = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit=32)
+
+
+def test_folds_hold_whole_groups_and_are_balanced():
+    ids = [f"s{i}" for i in range(60)]
+    groups = {s: f"g{i % 13}" for i, s in enumerate(ids)}
+    folds = fold_ids(ids, 4, seed=1, groups=groups)
+    assert set(folds) == {0, 1, 2, 3}
+    for g in set(groups.values()):            # a group never straddles two folds
+        assert len({f for s, f in zip(ids, folds) if groups[s] == g}) == 1
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= 5      # at most about one group apart
+    assert (fold_ids(ids, 4, seed=1, groups=groups) == folds).all()
+    assert not (fold_ids(ids, 4, seed=2, groups=groups) == folds).all()
+    plain = fold_ids(ids, 5, seed=0)
+    assert sorted(np.bincount(plain)) == [12] * 5
+    with pytest.raises(ValueError, match="between 2 and 13 groups"):
+        fold_ids(ids, 14, groups=groups)
+
+
+@pytest.fixture(scope="module")
+def crossfit(example):
+    table, dist, md = example
+    enc = api.pretrain(table, ModelConfig(**SIZE), TrainConfig(epochs=2, progress=False),
+                       distances=(table.sample_ids, dist))
+    groups = md["subject"].to_dict()
+    model = api.fit(table, md["age"].astype(float).to_dict(), "regression",
+                    ModelConfig(**SIZE, ensemble=3), TrainConfig(epochs=6, progress=False),
+                    encoder=enc, groups=groups)
+    return table, md, enc, groups, model
+
+
+def test_each_sample_is_validated_by_the_head_that_never_trained_on_it(crossfit):
+    table, md, enc, groups, model = crossfit
+    assert model.model_config.ensemble == 3 and model.extra["cross_fitted_heads"] == 3
+    val = model.extra["validation"]
+    assert sorted(val["sample_ids"]) == sorted(table.sample_ids)   # every sample, once
+    from aam_engine.training.trainer import run_model
+    net, builder, dev = api.inference_setup(model, table, "cpu")
+    per_head = api.decode_regression(model.target, run_model(net, builder,
+                                     np.arange(table.n_samples), dev, key="head_predictions"))
+    folds = fold_ids(table.sample_ids, 3, model.train_config.random_seed, groups)
+    oof = dict(zip(table.sample_ids, per_head[np.arange(table.n_samples), folds]))
+    assert np.allclose(val["predicted"], [oof[s] for s in val["sample_ids"]], atol=1e-4)
+    # the saved model predicts the heads' mean; the heads differ
+    _, pred = api.predict(model, table)
+    assert np.allclose(pred, per_head.mean(1), atol=1e-4)
+    assert np.ptp(per_head, axis=1).max() > 1e-3
+
+
+def test_a_head_gets_no_gradient_from_its_own_fold(example):
+    """The loss of a batch that holds only fold-0 samples moves heads 1 and 2, never head 0."""
+    from aam_engine.data import BatchBuilder
+    from aam_engine.models import AAM
+    from aam_engine.training import TaskData, Trainer
+    table, dist, md = example
+    cfg = ModelConfig(task="regression", max_bp=60, ensemble=3, **SIZE)
+    y = md["age"].astype(float).to_numpy(np.float32)
+    folds = fold_ids(table.sample_ids, 3, 0, md["subject"].to_dict())
+    rows = np.arange(table.n_samples)
+    trainer = Trainer(AAM(cfg), TaskData(BatchBuilder(table, 32, 60, targets=(y - y.mean()) / y.std()),
+                                         rows, rows, "regression", folds=folds),
+                      TrainConfig(progress=False))
+    t = trainer._to_device(trainer.data.builder.build(rows[folds == 0][:6]))
+    out, total, _ = trainer._run(t, train=True)
+    total.backward()
+    grad = lambda k: sum(float(p.grad.abs().sum()) for p in trainer.model.heads[k].parameters()
+                         if p.grad is not None)
+    assert grad(0) == 0 and grad(1) > 0 and grad(2) > 0
+    # and validation scores fold-0 samples with head 0 only
+    assert trainer.evaluate(rows)["val_target"] > 0
+
+
+def test_a_model_trained_whole_has_one_head(example):
+    table, dist, md = example
+    model = api.fit(table, md["age"].astype(float).to_dict(), "regression",
+                    ModelConfig(**SIZE, ensemble=4, freeze_base=False),
+                    TrainConfig(epochs=1, progress=False))
+    assert model.model_config.ensemble == 1 and model.extra["cross_fitted_heads"] == 0
+    assert len(model.extra["validation_samples"]) < table.n_samples   # a validation split
+
+
+def test_single_head_files_of_format_2_1_read_as_before(crossfit, tmp_path):
+    """A 2.1 predictor (head_pool.*, head.0.weight, ... and no `ensemble`) loads into heads.0."""
+    from safetensors.torch import load_file, save_file
+    from aam_engine.io.model_dir import HEAD_RENAMES
+    table, md, enc, groups, _ = crossfit
+    one = api.fit(table, md["age"].astype(float).to_dict(), "regression",
+                  ModelConfig(**SIZE, ensemble=1), TrainConfig(epochs=2, progress=False),
+                  encoder=enc, groups=groups)
+    write_model_dir(one, tmp_path / "m")
+    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
+    cfg["format_version"] = "2.1"
+    del cfg["model"]["ensemble"]
+    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
+    back = {old: new for old, new in HEAD_RENAMES}
+    state = load_file(str(tmp_path / "m" / "weights.safetensors"))
+    old = {}
+    for k, v in state.items():
+        for o, n in back.items():
+            if k == n or k.startswith(n + "."):
+                k = o + k[len(n):]
+                break
+        old[k] = v
+    assert "head.0.weight" in old and "head_shift" in old
+    save_file(old, str(tmp_path / "m" / "weights.safetensors"))
+    again = read_model_dir(tmp_path / "m")
+    assert again.model_config.ensemble == 1
+    assert np.allclose(api.predict(again, table)[1], api.predict(one, table)[1], atol=1e-5)
