@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from aam_engine import api
 from aam_engine.config import ModelConfig, TrainConfig
