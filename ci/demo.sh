@@ -29,7 +29,7 @@ $Q aam pretrain --i-table "$OUT/table.qza" --i-sequences "$OUT/sequences.qza" \
 echo "== 3. fine-tune a regressor for 'age' from the encoder"
 $Q aam fit-regressor --i-table "$OUT/table.qza" --i-sequences "$OUT/sequences.qza" \
   --i-encoder "$OUT/encoder.qza" --m-metadata-file "$OUT/data/metadata.tsv" \
-  --m-metadata-column age $SIZE --p-epochs 25 --p-validation-fraction 0.2 \
+  --m-metadata-column age $SIZE --p-epochs 25 \
   --m-validation-groups-file "$OUT/data/metadata.tsv" --m-validation-groups-column subject \
   --o-model "$OUT/regressor.qza" --o-history "$OUT/regressor-history.qza"
 
