@@ -10,6 +10,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .keyed import MASK, SELECT, as_key, uniform
 from .table import SampleTable
 from .tokenizer import mask_tokens, tokenize
 
@@ -22,7 +23,8 @@ class Batch:
     slot_index: np.ndarray            # [B, S] index into unique ASVs (0 where padded)
     counts: np.ndarray                # [B, S] float32 counts (0 where padded)
     mask: np.ndarray                  # [B, S] bool, True = real ASV
-    distances: np.ndarray | None = None    # [B, B] float32, batch order
+    distances: np.ndarray | None = None    # [R, R] float32 of the distance rows (default
+                                           # the batch's; a rank's share: the global batch's)
     targets: np.ndarray | None = None      # [B] float32 (regression) / int64 (classes)
     covariates: np.ndarray | None = None   # [B, K] int64, 0 = unknown
     nuc_targets: np.ndarray | None = None  # [U, L] int64, -100 where not masked
@@ -92,23 +94,37 @@ class BatchBuilder:
         # tokenized once for the whole table; a batch only gathers rows
         self.feature_tokens = tokenize(table.sequences, self.max_bp)
 
-    def select(self, row: int, rng: np.random.Generator | None) -> tuple[np.ndarray, np.ndarray]:
-        """(feature indices, counts) of one sample, <= token_limit, most abundant first."""
+    def select(self, row: int, key=None) -> tuple[np.ndarray, np.ndarray]:
+        """(feature indices, counts) of one sample, <= token_limit, most abundant first.
+
+        Selection 'sample' with a ``key`` (data.keyed.as_key) draws token_limit ASVs without
+        replacement, proportional to counts, from numbers keyed on (key, row, feature): the
+        same draw whichever process builds the sample, and whatever else is in its batch."""
         csr = self.table.counts
         lo, hi = csr.indptr[row], csr.indptr[row + 1]
         feats, cnts = csr.indices[lo:hi], csr.data[lo:hi]
+        key = as_key(key)
         if len(feats) > self.token_limit:
-            if self.selection == "sample" and rng is not None:
-                keep = rng.choice(len(feats), self.token_limit, replace=False, p=cnts / cnts.sum())
+            if self.selection == "sample" and key is not None:
+                # weighted sampling without replacement as the token_limit largest u^(1/w)
+                # (Efraimidis & Spirakis 2006), here the smallest -log(u) / w
+                u = uniform(key + (SELECT, row), feats)
+                keep = np.argsort(-np.log(u) / cnts, kind="stable")[: self.token_limit]
             else:
                 keep = np.lexsort((feats, -cnts))[: self.token_limit]
             feats, cnts = feats[keep], cnts[keep]
         order = np.lexsort((feats, -cnts))
         return feats[order], cnts[order]
 
-    def build(self, rows, rng: np.random.Generator | None = None, mask: bool = False) -> Batch:
+    def build(self, rows, key=None, mask: bool = False, distance_rows=None) -> Batch:
+        """The batch of samples ``rows``.  ``key`` (an int, ints, or a numpy Generator to draw
+        one from; see data.keyed) fixes ASV subsampling and nucleotide masks per sample and per
+        ASV, so a process that builds only its share of a global batch draws what one process
+        building all of it would.  ``distance_rows`` (default ``rows``): the samples whose
+        distance block the batch carries, e.g. the whole global batch for a rank's share."""
         rows = np.asarray(rows, dtype=np.int64)
-        picked = [self.select(r, rng) for r in rows]
+        key = as_key(key)
+        picked = [self.select(r, key) for r in rows]
         S = max(len(f) for f, _ in picked)
         B = len(rows)
         all_feats = np.concatenate([f for f, _ in picked])
@@ -126,20 +142,24 @@ class BatchBuilder:
         tokens = self.feature_tokens[unique]
         nuc_targets = None
         if mask and self.mask_ratio > 0:
-            if rng is None:
-                raise ValueError("masking needs a random generator")
-            tokens, nuc_targets = mask_tokens(tokens, self.mask_ratio, rng, self.mask_strategy)
+            if key is None:
+                raise ValueError("masking needs a random key")
+            u = uniform(key + (MASK,), unique[:, None], np.arange(tokens.shape[1]))
+            tokens, nuc_targets = mask_tokens(tokens, self.mask_ratio, u, self.mask_strategy)
+        drows = rows if distance_rows is None else np.asarray(distance_rows, dtype=np.int64)
         return Batch(
             sample_index=rows, unique_features=unique.astype(np.int64), tokens=tokens,
             slot_index=slot_index, counts=counts, mask=smask,
-            distances=None if self.distances is None else self.distances.block(rows),
+            distances=None if self.distances is None else self.distances.block(drows),
             targets=None if self.targets is None else self.targets[rows],
             covariates=None if self.covariates is None else self.covariates[rows],
             nuc_targets=nuc_targets)
 
-    def batches(self, rows, batch_size: int, rng: np.random.Generator | None = None,
-                shuffle: bool = False, drop_last: bool = False, mask: bool = False):
-        """Iterate batches over ``rows`` (shuffled with ``rng`` when asked)."""
+    def batches(self, rows, batch_size: int, rng=None, shuffle: bool = False,
+                drop_last: bool = False, mask: bool = False):
+        """Iterate batches over ``rows`` (shuffled with ``rng``, a Generator, when asked).
+        ``rng``: a Generator gives each batch a new key; a fixed key gives every batch the same
+        one (evaluation: an ASV is masked alike in every batch and every epoch)."""
         rows = np.asarray(rows, dtype=np.int64)
         if shuffle:
             rows = rows[rng.permutation(len(rows))]

@@ -55,22 +55,25 @@ def detokenize(tokens: np.ndarray) -> list[str]:
     return ["".join(alphabet[row[row != PAD]]).replace("\0", "") for row in np.asarray(tokens)]
 
 
-def mask_tokens(tokens: np.ndarray, ratio: float, rng: np.random.Generator,
-                strategy: str = "random", span: int = 3) -> tuple[np.ndarray, np.ndarray]:
+def mask_tokens(tokens: np.ndarray, ratio: float, rng, strategy: str = "random",
+                span: int = 3) -> tuple[np.ndarray, np.ndarray]:
     """Mask nucleotide positions for the masked-nucleotide objective.
 
     Returns (masked tokens, targets) where targets hold the original token at masked positions
     and -100 (ignored by cross-entropy) elsewhere.  START and PAD are never masked.  'span'
-    masks runs of ``span`` consecutive bases starting at randomly chosen positions.
+    masks runs of ``span`` consecutive bases starting at randomly chosen positions.  ``rng``: a
+    numpy Generator, or uniform numbers of the tokens' shape (keyed ones, data.keyed, so that an
+    ASV's masks do not depend on which process builds its batch).
     """
     tokens = np.asarray(tokens)
     maskable = (tokens != PAD) & (tokens != START)
     if ratio <= 0:
         return tokens.copy(), np.full(tokens.shape, -100, dtype=np.int64)
+    u = rng.random(tokens.shape) if isinstance(rng, np.random.Generator) else np.asarray(rng)
     if strategy == "random":
-        chosen = (rng.random(tokens.shape) < ratio) & maskable
+        chosen = (u < ratio) & maskable
     elif strategy == "span":
-        starts = (rng.random(tokens.shape) < ratio / max(span, 1)) & maskable
+        starts = (u < ratio / max(span, 1)) & maskable
         chosen = starts.copy()
         for k in range(1, span):
             chosen[:, k:] |= starts[:, :-k]

@@ -186,24 +186,10 @@ class Trainer:
             t["targets"] = t["targets"].long()
         return t
 
-    def _local(self, batch: Batch) -> Batch:
-        """This rank's contiguous share of a global batch (same masks as the global one)."""
-        if self.world == 1:
-            return batch
-        b = batch.size // self.world
-        lo, hi = self.rank * b, (self.rank + 1) * b
-        slot = batch.slot_index[lo:hi]
-        used = np.unique(slot[batch.mask[lo:hi]])
-        remap = np.zeros(len(batch.unique_features), dtype=np.int64)
-        remap[used] = np.arange(len(used))
-        pick = lambda a: None if a is None else a[lo:hi]
-        return Batch(sample_index=batch.sample_index[lo:hi],
-                     unique_features=batch.unique_features[used], tokens=batch.tokens[used],
-                     slot_index=np.where(batch.mask[lo:hi], remap[slot], 0),
-                     counts=batch.counts[lo:hi], mask=batch.mask[lo:hi],
-                     distances=batch.distances, targets=pick(batch.targets),
-                     covariates=pick(batch.covariates),
-                     nuc_targets=None if batch.nuc_targets is None else batch.nuc_targets[used])
+    def _share(self, rows):
+        """This rank's contiguous share of a global batch's rows (the whole batch on one
+        process).  Each rank builds only its share; the global batch is never built."""
+        return np.array_split(rows, self.world)[self.rank] if self.world > 1 else rows
 
     # ------------------------------------------------------------------ losses
     def _target_loss(self, pred, targets):
@@ -273,8 +259,11 @@ class Trainer:
         for i, (lo, hi) in enumerate(slices):
             if self.out_of_steps():
                 break
-            gbatch = b.build(rows[lo:hi], rng, mask=self.use_nuc)
-            t = self._to_device(self._local(gbatch))
+            # keyed on (seed, epoch, step): the same draws per sample / ASV on any world size;
+            # the distance block is the global batch's, for the pair loss over gathered rows
+            batch = b.build(self._share(rows[lo:hi]), (cfg.random_seed, epoch, i),
+                            mask=self.use_nuc, distance_rows=rows[lo:hi])
+            t = self._to_device(batch)
             out, total, parts = self._run(t, train=True)
             finite = torch.isfinite(total.detach())
             if self.world > 1:   # every rank must agree to skip
@@ -351,9 +340,9 @@ class Trainer:
             return {}
         self.model.eval()
         b, cfg = self.data.builder, self.cfg
-        rng = np.random.default_rng([cfg.random_seed, 1_000_003])  # same masks every epoch
+        key = (cfg.random_seed, 1_000_003)       # the same masks every batch and epoch
         sums, n_seen, embs, preds, targets, offset = {}, 0, [], [], [], 0.0
-        for batch in b.batches(rows, max(2, cfg.batch_size), rng, mask=self.use_nuc):
+        for batch in b.batches(rows, max(2, cfg.batch_size), key, mask=self.use_nuc):
             t = self._to_device(batch)
             with autocast(self.device, self.precision):
                 out = self.model(**t, asv_cache=self.asv_cache)

@@ -136,6 +136,40 @@ def test_abundance_selection_is_top_k(example):
     assert sorted(cnts.tolist(), reverse=True) == sorted(row, reverse=True)[:5]
 
 
+def test_a_share_of_a_batch_draws_what_the_whole_batch_draws(example):
+    """Keyed randomness: half a batch built alone keeps the same ASVs per sample and masks the
+    same nucleotides per ASV as the whole batch (each distributed rank builds only its share)."""
+    table, dist, _ = example
+    bb = BatchBuilder(table, token_limit=8, max_bp=60, distances=dist, selection="sample",
+                      mask_ratio=0.3)
+    rows = np.array([5, 2, 9, 11, 0, 7])
+    whole = bb.build(rows, (4, 1, 0), mask=True)
+    assert (whole.mask.sum(1) == 8).all()           # every sample subsampled
+    for part in (rows[:3], rows[3:]):
+        share = bb.build(part, (4, 1, 0), mask=True, distance_rows=rows)
+        np.testing.assert_array_equal(share.distances, whole.distances)
+        assert set(share.unique_features) < set(whole.unique_features)
+        for i, r in enumerate(part):
+            k = list(rows).index(r)
+            np.testing.assert_array_equal(share.unique_features[share.slot_index[i]],
+                                          whole.unique_features[whole.slot_index[k]])
+            np.testing.assert_array_equal(share.counts[i], whole.counts[k])
+        at = np.searchsorted(whole.unique_features, share.unique_features)
+        np.testing.assert_array_equal(share.tokens, whole.tokens[at])
+        np.testing.assert_array_equal(share.nuc_targets, whole.nuc_targets[at])
+    other = bb.build(rows, (4, 2, 0), mask=True)     # another step draws anew
+    assert not np.array_equal(other.unique_features, whole.unique_features)
+
+
+def test_keyed_sampling_follows_the_counts():
+    counts = np.array([[60.0, 30, 10]])
+    table = SampleTable.from_arrays(counts, ["s"], ["ACGTACGTACGT", "ACGTACGTACGA",
+                                                    "ACGTACGTACGC"])
+    bb = BatchBuilder(table, token_limit=1, max_bp=12, selection="sample")
+    picks = np.bincount([bb.select(0, (k,))[0][0] for k in range(3000)], minlength=3) / 3000
+    np.testing.assert_allclose(picks, [0.6, 0.3, 0.1], atol=0.03)
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(0, 39), min_size=1, max_size=12), st.integers(1, 40), st.integers(0, 99))
 def test_batch_builder_property(example, rows, limit, seed):

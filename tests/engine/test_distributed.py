@@ -35,8 +35,10 @@ def _data():
 
 
 def _builder():
+    """Samples hold 13-24 ASVs for a token limit of 16: 'sample' selection draws, keyed per
+    sample, so world 2 must draw what world 1 draws."""
     table, dm, y = _data()
-    return BatchBuilder(table, 16, 40, distances=dm, targets=y)
+    return BatchBuilder(table, 16, 40, selection="sample", distances=dm, targets=y)
 
 
 def _init(rank, world, path):
@@ -67,11 +69,11 @@ def _worker_grads(rank, world, path, outdir):
     _init(rank, world, path)
     torch.manual_seed(0)
     model = AAM(MC)
-    b = _builder().build(list(range(8)))
-    tr = Trainer.__new__(Trainer)           # reuse the trainer's batch slicing
+    tr = Trainer.__new__(Trainer)           # the trainer's share of a global batch
     tr.world, tr.rank = world, rank
-    local = Trainer._local(tr, b)
-    loss, grads = _loss_and_grads(model, local.to_torch(), torch.as_tensor(b.distances), world, rank)
+    local = _builder().build(Trainer._share(tr, np.arange(8)), distance_rows=np.arange(8))
+    loss, grads = _loss_and_grads(model, local.to_torch(), torch.as_tensor(local.distances),
+                                  world, rank)
     if rank == 0:
         torch.save({"loss": loss, "grads": grads}, os.path.join(outdir, "ddp.pt"))
     dist.barrier()          # nobody tears down while a peer is still talking
