@@ -19,7 +19,7 @@ import numpy as np
 
 from .config import (ENCODER_SIZES, ModelConfig, TrainConfig, apply_preset, declared,
                      warn_size_mismatch)
-from .data import (BatchBuilder, SampleTable, align_distances, batch_unifrac,
+from .data import (BatchBuilder, MatrixDistances, SampleTable, align_distances, batch_unifrac,
                    check_distance_matrix)
 from .data.distances import UNIFRAC_METRICS
 from .data.table import first_few, fold_ids, split_ids
@@ -44,15 +44,16 @@ def prepare_table(table: SampleTable, rarefaction_depth: int | None, seed: int) 
 
 
 def resolve_distances(table: SampleTable, distances=None, tree=None, metric="unweighted"):
-    """(table, distances aligned to table.sample_ids) from (ids, matrix) or a rooted tree (then
-    a BatchUniFrac that computes each batch's UniFrac exactly, never the whole matrix)."""
+    """(table, distance source aligned to table.sample_ids): a MatrixDistances (float32) from
+    (ids, matrix), or from a rooted tree a BatchUniFrac that computes each batch's UniFrac
+    exactly, never the whole matrix."""
     if distances is not None and tree is not None:
         raise ValueError("Give either a distance matrix or a phylogeny, not both.")
     if tree is not None:      # per batch, from the tree: nothing n x n
         return batch_unifrac(table, tree, metric)
     if distances is not None:
         ids, m = check_distance_matrix(*distances)
-        return table, align_distances(ids, m, table.sample_ids)
+        return table, MatrixDistances(align_distances(ids, m, table.sample_ids))
     return table, None
 
 
@@ -178,10 +179,36 @@ def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None =
 
 
 # ---------------------------------------------------------------------------- training
+def _node_scoped(f):
+    """``f`` inside training.distributed.node_scope: under torchrun, data that node_shared
+    prepares once per node lives until ``f`` returns (torch imported only when it runs)."""
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        from .training.distributed import node_scope
+        with node_scope():
+            return f(*args, **kwargs)
+    return run
+
+
+def _node_shared(fn, *args):
+    """``fn(*args)`` once per node under torchrun, its big arrays shared by the node's ranks
+    (training.distributed.node_shared); simply ``fn(*args)`` otherwise."""
+    from .training.distributed import node_shared
+    return node_shared(functools.partial(fn, *args))
+
+
+def _tokenized(table: SampleTable, max_bp: int) -> SampleTable:
+    table.tokens(max_bp)
+    return table
+
+
 def _train(table, model_cfg, train_cfg, task, **kw):
-    """Train in this process, or in ``train_cfg.devices`` processes on this node (DDP)."""
+    """Train in this process, in ``train_cfg.devices`` processes on this node (DDP), or as one
+    rank of a torchrun job.  The table's tokens are computed once (per node) and travel with
+    it, shared like its counts."""
     from .training.distributed import resolve_world, run_on_node, world_info
     world = resolve_world(train_cfg)
+    table = _node_shared(_tokenized, table, model_cfg.max_bp)
     if world > 1 and world_info()[1] == 1:
         return run_on_node(_train_local, world, train_cfg.device,
                            (table, model_cfg, train_cfg, task), kw)
@@ -270,6 +297,7 @@ def validation_outputs(trainer, model, data, val_ids):
     return rec
 
 
+@_node_scoped
 def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
              distances=None, tree=None, metric: str = "unweighted",
              rarefaction_depth: int | None = None, groups=None, checkpoint_dir=None,
@@ -280,12 +308,19 @@ def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
                      groups, checkpoint_dir, log_dir)
 
 
+def _subset_resolve(table, keep, distances, tree, metric):
+    """resolve_distances on the table cut to the samples ``keep`` (those with a target)."""
+    if len(keep) < table.n_samples:
+        table = table.subset(keep)
+    return resolve_distances(table, distances, tree, metric)
+
+
 def _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_depth, groups,
               checkpoint_dir, log_dir) -> ModelBundle:
     """pretrain() on configurations already validated (fit's first stage calls it too)."""
-    table = prepare_table(table, rarefaction_depth, train_cfg.random_seed)
+    table = _node_shared(prepare_table, table, rarefaction_depth, train_cfg.random_seed)
     model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
-    table, dist = resolve_distances(table, distances, tree, metric)
+    table, dist = _node_shared(resolve_distances, table, distances, tree, metric)
     if dist is None and train_cfg.nuc_penalty == 0:
         raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
     model, history, extra = _train(table, model_cfg, train_cfg, "encoder", distances=dist,
@@ -295,6 +330,7 @@ def _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_
                        history, extra)
 
 
+@_node_scoped
 def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         train_cfg: TrainConfig, encoder: ModelBundle | None = None, covariates: dict | None = None,
         distances=None, tree=None, metric="unweighted", rarefaction_depth=None, groups=None,
@@ -322,12 +358,10 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         ec = encoder.model_config
         warn_size_mismatch(model_cfg.to_dict(), ec)
         model_cfg = dataclasses.replace(model_cfg, **{k: getattr(ec, k) for k in ENCODER_SIZES})
-    table = prepare_table(table, rarefaction_depth, train_cfg.random_seed)
+    table = _node_shared(prepare_table, table, rarefaction_depth, train_cfg.random_seed)
     keep, y, enc, weights = encode_targets(targets, task, table.sample_ids, missing_samples,
                                            train_cfg, model_cfg.output_activation)
-    if len(keep) < table.n_samples:
-        table = table.subset(keep)
-    table, dist = resolve_distances(table, distances, tree, metric)
+    table, dist = _node_shared(_subset_resolve, table, keep, distances, tree, metric)
     if len(table.sample_ids) != len(keep):   # UniFrac may have dropped features, never samples
         keep_set = set(table.sample_ids)
         y = y[[i for i, s in enumerate(keep) if s in keep_set]]

@@ -152,8 +152,8 @@ def main(argv=None) -> int:
 
 def _run(args) -> int:
     from . import api
-    from .io import read_model_dir, write_model_dir
-    from .training.distributed import init_from_env, world_info
+    from .io import read_model_dir
+    from .training.distributed import init_from_env, node_scope
     if args.command == "simulate":
         from .data.simulate import write_example_data
         paths = write_example_data(args.output, n_samples=args.n_samples,
@@ -162,27 +162,8 @@ def _run(args) -> int:
         return 0
     if args.command in ("pretrain", "train"):
         init_from_env()
-        mcfg, tcfg = _configs(args)
-        table = _load_table(args)
-        common = dict(distances=_distances(args), tree=args.tree, metric=args.metric,
-                      rarefaction_depth=args.rarefaction_depth, groups=_groups(args),
-                      checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir)
-        if args.command == "pretrain":
-            bundle = api.pretrain(table, mcfg, tcfg, **common)
-        else:
-            if not args.metadata:
-                raise ValueError("train needs --metadata with the --target column")
-            md = read_metadata(args.metadata)
-            covs = {c: _column(md, c, args.metadata) for c in args.covariates.split(",") if c}
-            encoder = read_model_dir(args.encoder) if args.encoder else None
-            bundle = api.fit(table, _column(md, args.target, args.metadata), args.task, mcfg,
-                             tcfg, encoder=encoder, covariates=covs or None,
-                             missing_samples=args.missing_samples, **common)
-            bundle.target["name"] = args.target
-        if world_info()[0] == 0:
-            write_model_dir(bundle, args.output)
-            print(f"model written to {args.output}", file=sys.stderr)
-        return 0
+        with node_scope():
+            return _train_command(args)
     bundle = read_model_dir(args.model)
     table = _load_table(args)
     covs = None
@@ -201,6 +182,38 @@ def _run(args) -> int:
         _write_tsv(args.output, ["SampleID", "prediction"] + list(classes),
                    [[s, l] + [f"{x:.6g}" for x in pr] for s, l, pr in zip(ids, labels, probs)])
     print(f"written {args.output}", file=sys.stderr)
+    return 0
+
+
+def _train_command(args) -> int:
+    """pretrain / train.  Under torchrun the table and a distance matrix are read once per node
+    (local rank 0) and shared by the node's processes (training.distributed.node_shared)."""
+    import functools
+
+    from . import api
+    from .io import read_model_dir, write_model_dir
+    from .training.distributed import node_shared, world_info
+    mcfg, tcfg = _configs(args)
+    table = node_shared(functools.partial(_load_table, args))
+    common = dict(distances=node_shared(functools.partial(_distances, args)), tree=args.tree,
+                  metric=args.metric, rarefaction_depth=args.rarefaction_depth,
+                  groups=_groups(args),
+                  checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir)
+    if args.command == "pretrain":
+        bundle = api.pretrain(table, mcfg, tcfg, **common)
+    else:
+        if not args.metadata:
+            raise ValueError("train needs --metadata with the --target column")
+        md = read_metadata(args.metadata)
+        covs = {c: _column(md, c, args.metadata) for c in args.covariates.split(",") if c}
+        encoder = read_model_dir(args.encoder) if args.encoder else None
+        bundle = api.fit(table, _column(md, args.target, args.metadata), args.task, mcfg,
+                         tcfg, encoder=encoder, covariates=covs or None,
+                         missing_samples=args.missing_samples, **common)
+        bundle.target["name"] = args.target
+    if world_info()[0] == 0:
+        write_model_dir(bundle, args.output)
+        print(f"model written to {args.output}", file=sys.stderr)
     return 0
 
 

@@ -16,10 +16,9 @@ from .io import ModelBundle
 
 
 def _setup(bundle, table, device, covariates=None):
-    import torch
     from .api import inference_setup
     model, builder, dev = inference_setup(bundle, table, device, covariates)
-    cache = model.asv_vectors(torch.as_tensor(builder.feature_tokens, device=dev))
+    cache = model.asv_vectors(builder.token_tensor(dev))
     return model, builder, dev, cache
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from .keyed import MASK, SELECT, as_key, uniform
 from .table import SampleTable
-from .tokenizer import mask_tokens, tokenize
+from .tokenizer import mask_tokens
 
 
 @dataclass
@@ -51,10 +51,13 @@ class Batch:
 class MatrixDistances:
     """Distances given as a whole [n, n] matrix (a user's DistanceMatrix), aligned to the
     table's samples.  ``block(rows)`` is the interface every distance source offers; the other
-    one, data.unifrac_batch.BatchUniFrac, computes a block from the tree and never holds n x n."""
+    one, data.unifrac_batch.BatchUniFrac, computes a block from the tree and never holds n x n.
+    A float32 matrix is kept as given, not copied (a shared one stays shared)."""
 
     def __init__(self, matrix):
         self.matrix = np.asarray(matrix, dtype=np.float32)
+        if self.matrix.ndim != 2 or self.matrix.shape[0] != self.matrix.shape[1]:
+            raise ValueError(f"a distance matrix must be square, got shape {self.matrix.shape}")
 
     def __len__(self):
         return len(self.matrix)
@@ -91,8 +94,8 @@ class BatchBuilder:
                 raise ValueError(f"{name} has {len(arr)} rows for {table.n_samples} samples")
         self.mask_ratio = float(mask_ratio)
         self.mask_strategy = mask_strategy
-        # tokenized once for the whole table; a batch only gathers rows
-        self.feature_tokens = tokenize(table.sequences, self.max_bp)
+        # tokenized once per table (uint8, kept and shared with it); a batch gathers rows
+        self.feature_tokens = table.tokens(self.max_bp)
 
     def select(self, row: int, key=None) -> tuple[np.ndarray, np.ndarray]:
         """(feature indices, counts) of one sample, <= token_limit, most abundant first.
@@ -139,7 +142,7 @@ class BatchBuilder:
             counts[b, :n] = c
             smask[b, :n] = True
             pos += n
-        tokens = self.feature_tokens[unique]
+        tokens = self.feature_tokens[unique].astype(np.int64)
         nuc_targets = None
         if mask and self.mask_ratio > 0:
             if key is None:
@@ -154,6 +157,12 @@ class BatchBuilder:
             targets=None if self.targets is None else self.targets[rows],
             covariates=None if self.covariates is None else self.covariates[rows],
             nuc_targets=nuc_targets)
+
+    def token_tensor(self, device="cpu"):
+        """Every feature's tokens as a (uint8) tensor on ``device``: what the ASV-vector cache
+        encodes.  A private copy: torch wants writable memory, and a shared table's is not."""
+        import torch
+        return torch.from_numpy(np.array(self.feature_tokens)).to(device)
 
     def batches(self, rows, batch_size: int, rng=None, shuffle: bool = False,
                 drop_last: bool = False, mask: bool = False):

@@ -87,7 +87,10 @@ def align_distances(ids, matrix, sample_ids) -> np.ndarray:
                          f"{first_few(missing)}. Compute the matrix on the same table, or "
                          "filter the table to the matrix's samples.")
     idx = np.array([index[s] for s in sample_ids], dtype=np.int64)
-    return np.asarray(matrix, dtype=np.float64)[np.ix_(idx, idx)]
+    m = np.asarray(matrix, dtype=np.float64)
+    if len(idx) == len(m) and (idx == np.arange(len(m))).all():
+        return m                    # already in order: no second N x N copy
+    return m[np.ix_(idx, idx)]
 
 
 def tree_tips(tree) -> set[str]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from .tokenizer import invalid_characters, normalize_sequence
+from .tokenizer import invalid_characters, normalize_sequence, tokenize
 
 MIN_SEQUENCE_LENGTH = 10
 
@@ -40,6 +40,14 @@ class SampleTable:
         self.counts = sp.csr_matrix(self.counts, dtype=np.float64)
         self.counts.sort_indices()
         self._sample_index = {s: i for i, s in enumerate(self.sample_ids)}
+        self._tokens = {}
+
+    def tokens(self, max_bp: int) -> np.ndarray:
+        """Every feature's tokens, uint8 [n_features, max_bp + 1], computed once per max_bp and
+        kept with the table: a table shared between processes (data.shared) shares them too."""
+        if max_bp not in self._tokens:
+            self._tokens[max_bp] = tokenize(self.sequences, max_bp, np.uint8)
+        return self._tokens[max_bp]
 
     # ------------------------------------------------------------------ construction
     @classmethod

@@ -30,8 +30,9 @@ def invalid_characters(seq: str) -> set[str]:
     return set(seq) - IUPAC
 
 
-def tokenize(sequences, max_bp: int = 150) -> np.ndarray:
-    """Tokenize sequences to an int64 array [n, max_bp + 1] (START + cut/padded bases).
+def tokenize(sequences, max_bp: int = 150, dtype=np.int64) -> np.ndarray:
+    """Tokenize sequences to an array [n, max_bp + 1] (START + cut/padded bases); ``dtype``
+    uint8 holds every token in 1/8 of int64's memory (what a table keeps per feature).
 
     Sequences longer than ``max_bp`` are cut; shorter ones are padded with PAD.  Characters
     other than A/C/G/T/U (any case) become N.  One Python operation per sequence, none per base.
@@ -39,7 +40,7 @@ def tokenize(sequences, max_bp: int = 150) -> np.ndarray:
     if max_bp < 1:
         raise ValueError(f"max_bp must be >= 1, got {max_bp}")
     seqs = list(sequences)
-    out = np.zeros((len(seqs), max_bp + 1), dtype=np.int64)
+    out = np.zeros((len(seqs), max_bp + 1), dtype=dtype)
     out[:, 0] = START
     if not seqs:
         return out

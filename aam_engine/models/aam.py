@@ -180,10 +180,12 @@ class AAM(nn.Module):
 
     @torch.no_grad()
     def asv_vectors(self, tokens, chunk: int = 1024):
-        """ASV vectors for many ASVs (eval mode, chunked): the per-feature cache."""
+        """ASV vectors for many ASVs (eval mode, chunked): the per-feature cache.  ``tokens``
+        may be compact (uint8, as tables keep them); each chunk is widened on its own."""
         was = self.asv.training
         self.asv.eval()
-        out = torch.cat([self.asv(tokens[i:i + chunk])[0] for i in range(0, len(tokens), chunk)])
+        out = torch.cat([self.asv(tokens[i:i + chunk].long())[0]
+                         for i in range(0, len(tokens), chunk)])
         self.asv.train(was)
         return out
 

@@ -1,10 +1,15 @@
 """Distributed helpers on PyTorch's own stack (torch.distributed, torchrun)."""
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import sys
 
 import torch
 import torch.distributed as dist
+
+from ..data import shared
 
 
 def world_info() -> tuple[int, int, int]:
@@ -69,6 +74,65 @@ def resolve_world(cfg) -> int:
     return n
 
 
+_scope = {"depth": 0, "dir": None}     # this process's node share directory (torchrun)
+
+
+@contextlib.contextmanager
+def node_scope():
+    """Under torchrun, the span of one run on this node: local rank 0 keeps the node's share
+    directory (node_shared) until the outermost scope ends, and removes it then, also on error
+    or when torchrun stops the job (SIGTERM is turned into SystemExit meanwhile; only a
+    SIGKILL can leave an aam-share-* directory behind).  Nested scopes are one scope; without a
+    process group it does nothing."""
+    outer = _scope["depth"] == 0
+    old = None
+    if outer and world_info()[2] == 0 and world_info()[1] > 1:
+        try:
+            old = signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
+        except ValueError:          # not the main thread: leave signals alone
+            pass
+    _scope["depth"] += 1
+    try:
+        yield
+    finally:
+        _scope["depth"] -= 1
+        if outer:
+            shared.remove(_scope["dir"])
+            _scope["dir"] = None
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+
+
+def node_shared(fn):
+    """``fn()`` computed once per node and shared by the node's processes.
+
+    Under torchrun (inside node_scope), local rank 0 computes it and writes it to the node's
+    share directory (data.shared); every local rank, 0 included, then loads that copy, its big
+    arrays memory-mapped read-only, so the node holds them once instead of once per process,
+    and the other ranks never build them.  An error on any node's local rank 0 is raised on
+    every rank (nobody waits forever).  Assumes torchrun's numbering: a node's ranks are
+    consecutive, rank - local_rank is its local rank 0.  Otherwise: ``fn()``."""
+    rank, world, local = world_info()
+    if world == 1 or _scope["depth"] == 0:
+        return fn()
+    msg = None
+    if local == 0:
+        try:
+            obj = fn()
+            if _scope["dir"] is None:
+                _scope["dir"] = shared.make_dir(3 * shared.array_bytes(obj))
+            msg = ("ok", shared.dump(obj, _scope["dir"]))
+            del obj
+        except Exception as e:                        # noqa: BLE001 - re-raised on every rank
+            msg = ("error", e)
+    msgs = [None] * world
+    dist.all_gather_object(msgs, msg)
+    for m in msgs:
+        if m is not None and m[0] == "error":
+            raise m[1]
+    return shared.load(msgs[rank - local][1])
+
+
 def _free_port() -> int:
     import socket
     with socket.socket() as s:
@@ -76,13 +140,17 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _node_worker(rank, world, port, backend, fn, args, kwargs, out_path):
+def _node_worker(rank, world, port, backend, fn, payload, out_path):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
                       MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     if backend == "nccl":
         torch.cuda.set_device(rank)
+    args, kwargs = shared.load(payload)        # big arrays mapped, not copied
     dist.init_process_group(backend, rank=rank, world_size=world)
     try:
+        dist.barrier()              # every worker has mapped the data: its files can go now
+        if rank == 0:
+            shared.remove(os.path.dirname(payload))
         model, history, extra = fn(*args, **kwargs)
         if rank == 0:   # tensors and plain data only, loaded back with weights_only
             torch.save({"state": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -95,15 +163,17 @@ def _node_worker(rank, world, port, backend, fn, args, kwargs, out_path):
 def run_on_node(fn, world: int, device: str, args, kwargs):
     """Run ``fn(*args, **kwargs)`` in ``world`` processes on this node (PyTorch's own
     torch.multiprocessing.spawn; NCCL on GPUs, gloo on CPU) and return rank 0's
-    (model, history, extra).  Clusters with several nodes use torchrun with the CLI instead."""
+    (model, history, extra).  The arguments' big arrays (table, distances, targets) are
+    written once to node-local files that every worker maps (data.shared), not pickled into
+    each.  Clusters with several nodes use torchrun with the CLI instead."""
     import tempfile
 
     import torch.multiprocessing as mp
     from ..models import AAM
     backend = "nccl" if (device != "cpu" and torch.cuda.is_available()) else "gloo"
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, shared.shared_copy((args, kwargs)) as payload:
         out = os.path.join(tmp, "rank0.pt")
-        mp.spawn(_node_worker, args=(world, _free_port(), backend, fn, args, kwargs, out),
+        mp.spawn(_node_worker, args=(world, _free_port(), backend, fn, payload, out),
                  nprocs=world, join=True)
         res = torch.load(out, weights_only=True)
     model = AAM(args[1])

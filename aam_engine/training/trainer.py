@@ -45,7 +45,7 @@ def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="p
     vectors computed once per feature unless a cache is given."""
     model.eval()
     if asv_cache is None:
-        asv_cache = model.asv_vectors(torch.as_tensor(builder.feature_tokens, device=device))
+        asv_cache = model.asv_vectors(builder.token_tensor(device))
     keys = (key,) if isinstance(key, str) else tuple(key)
     outs = {k: [] for k in keys}
     with torch.no_grad():
@@ -90,7 +90,7 @@ class Trainer:
             for m in model.base_modules():
                 m.requires_grad_(False)
                 m.eval()
-            tokens = torch.as_tensor(data.builder.feature_tokens, device=self.device)
+            tokens = data.builder.token_tensor(self.device)
             self.asv_cache = model.asv_vectors(tokens)
         self.calibrate()
         self.class_weights = (None if data.class_weights is None else
