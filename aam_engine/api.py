@@ -257,7 +257,12 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
              "skipped_steps": trainer.state["skipped_steps"],
              "optimizer_steps": trainer.state["step"],
              "precision": trainer.precision, "device": str(trainer.device),
-             "batch_size": train_cfg.batch_size}
+             "batch_size": train_cfg.batch_size,
+             # the monitored validation loss at the kept weights (mean over cross-fitted
+             # heads); None without validation samples
+             "validation_loss": (float(np.mean(trainer.state["best"]))
+                                 if val_ids and np.isfinite(trainer.state["best"]).all()
+                                 else None)}
     if trainer.rank == 0 and val_ids:
         extra["validation"] = validation_outputs(trainer, model, data, val_ids)
     return model, history, extra
@@ -380,12 +385,48 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
             raise ValueError("A classifier needs at least 2 classes among the training samples.")
     enc["name"] = targets.name if hasattr(targets, "name") else enc.get("name")
     decode = functools.partial(decode_regression, enc) if task == "regression" else None
-    model, history, extra = _train(table, model_cfg, train_cfg, task, targets=y, distances=dist,
-                                   covariates=codes, class_weights=weights, decode=decode,
-                                   groups=groups, encoder=encoder, checkpoint_dir=checkpoint_dir,
-                                   log_dir=log_dir)
+    train = functools.partial(_train, table, train_cfg=train_cfg, task=task, targets=y,
+                              distances=dist, covariates=codes, class_weights=weights,
+                              decode=decode, groups=groups, encoder=encoder)
+    model_cfg = _head_spectrum(model_cfg, groups)
+    if not (model_cfg.freeze_base and model_cfg.head_kmer_size
+            and model_cfg.head_spectrum == "auto"):
+        model, history, extra = train(model_cfg=model_cfg, checkpoint_dir=checkpoint_dir,
+                                      log_dir=log_dir)
+    else:
+        model_cfg, (model, history, extra) = _choose_heads(train, model_cfg, checkpoint_dir,
+                                                           log_dir)
     extra["pretrained_encoder"] = encoder is not None
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), enc, levels, history, extra)
+
+
+def _head_spectrum(model_cfg, groups):
+    """Samples grouped by subject ask for a model for new subjects: there the heads read no
+    k-mer spectrum, which tells a subject's own ASVs apart (see head_kmer_size)."""
+    if groups is not None and model_cfg.head_kmer_size and model_cfg.head_spectrum == "auto":
+        return dataclasses.replace(model_cfg, head_kmer_size=0)
+    return model_cfg
+
+
+def _choose_heads(train, model_cfg, checkpoint_dir, log_dir):
+    """Heads on a frozen encoder are cheap, so fit them twice: reading the k-mer spectrum
+    (head_kmer_size) and not, and keep the one whose held-out target loss (each cross-fitted
+    head on its own fold: whole subjects where groups are given) is lower.  The spectrum tells
+    individual ASVs apart, which pays where new samples come from the subjects a model was
+    trained on and can cost where they come from new subjects; the training data's own folds
+    say which one a user has.  Returns (the chosen configuration, its (model, history,
+    extra)); extra["head_choice"] records both losses."""
+    options = [model_cfg, dataclasses.replace(model_cfg, head_kmer_size=0)]
+    sub = lambda d, k: None if d is None else f"{d}/head_kmer_size_{k}"
+    runs = [train(model_cfg=c, checkpoint_dir=sub(checkpoint_dir, c.head_kmer_size),
+                  log_dir=sub(log_dir, c.head_kmer_size)) for c in options]
+    losses = [r[2]["validation_loss"] for r in runs]
+    # without held-out samples nothing says the spectrum helps: the heads without it
+    best = 0 if None not in losses and losses[0] < losses[1] else 1
+    runs[best][2]["head_choice"] = {
+        "head_kmer_size": options[best].head_kmer_size,
+        "validation_loss": {str(c.head_kmer_size): v for c, v in zip(options, losses)}}
+    return options[best], runs[best]
 
 
 # ---------------------------------------------------------------------------- inference

@@ -131,6 +131,21 @@ class ModelConfig(_Serial):
         "trained on it. Replaces validation_fraction for the head; 1 = one head and a "
         "validation split. A model trained whole (freeze_base False) has one head.",
         lo=1, hi=20, plugin="fit")
+    head_kmer_size: int = setting(
+        6, "Length of the k-mers whose spectrum (each sample's relative-abundance-weighted "
+        "k-mer frequencies, 4^k numbers) the prediction head reads beside the encoder's "
+        "vectors: the sequence-level detail that tells individual ASVs apart, generalising to "
+        "unseen ASVs through the k-mers they share: what pays where new samples come from the "
+        "subjects trained on. On a frozen encoder the heads are fitted with and without it and "
+        "the ones with the lower held-out (out-of-fold) loss are kept. Not used when samples "
+        "are grouped by subject (a model for new subjects), unless head_spectrum is 'always'; "
+        "0 = never.", lo=0, hi=7, plugin="fit")
+    head_spectrum: str = setting(
+        "auto", "When the heads read the k-mer spectrum (head_kmer_size > 0): 'auto' = not with "
+        "validation groups, else fitted with and without it and the lower out-of-fold loss "
+        "kept; 'always' = whenever head_kmer_size > 0 (e.g. groups given for validation but "
+        "new samples will come from the same subjects).", choices=("auto", "always"),
+        plugin="fit")
     n_outputs: int = setting(1, "1 for regression, the number of classes for classification.",
                              lo=1)
     output_activation: str = setting(

@@ -176,6 +176,8 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
         rec["targets"][target] = {
             "aam": {**scores(y_te, list(out[1]), classify),
                     "steps": model.extra.get("optimizer_steps"),
+                    # 0 where the heads do not read the k-mer spectrum (chosen or grouped)
+                    "head_kmer_size": model.model_config.head_kmer_size,
                     "minutes": pre_min + (time.time() - t1) / 60},
             "probe": scores(y_te, list(probe(emb_tr[[pos_tr[s] for s in tr_ok]], y_tr,
                                              emb_te[[pos_te[s] for s in out[0]]], classify)),

@@ -150,6 +150,14 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
     if const is not None:
         facts.append(("validation predictions equal to the most common one",
                       f"{const:.0%}" + (" (a constant model!)" if const > 0.9 else "")))
+    choice = model.extra.get("head_choice")
+    if choice:      # heads fitted with and without the k-mer spectrum, the lower loss kept
+        loss = {k == str(choice["head_kmer_size"]): v
+                for k, v in choice["validation_loss"].items()}
+        fmt = lambda v: "none" if v is None else f"{v:.4g}"
+        facts.append(("heads read the k-mer spectrum",
+                      f"{'yes' if choice['head_kmer_size'] else 'no'}: out-of-fold target loss "
+                      f"{fmt(loss.get(True))}, against {fmt(loss.get(False))} the other way"))
     if model.task == "encoder" and val.get("pairs"):
         facts.append(("validation UniFrac R² / Pearson / Spearman",
                       " / ".join(f"{val.get('unifrac_' + k, float('nan')):.3f}"

@@ -18,8 +18,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE, A, T
-from .layers import (AttentionPool, DistanceOffset, KmerProfile, LogScale, run_blocks,
-                     transformer_stack)
+from .layers import (AttentionPool, DistanceOffset, KmerProfile, LogScale, kmer_spectrum,
+                     run_blocks, transformer_stack)
 
 
 def relative_abundance(counts):
@@ -95,6 +95,19 @@ class SampleEncoder(nn.Module):
         return x[:, 1:], vec, w[:, 1:]
 
 
+def head_blocks(cfg: ModelConfig) -> list[int]:
+    """The widths of the blocks a prediction head reads, in order (see AAM.head_features):
+    sample vector, composition, k-mer spectrum (when head_kmer_size), attention pools."""
+    D = cfg.embedding_dim
+    return ([D, D] + ([4 ** cfg.head_kmer_size] if cfg.head_kmer_size else [])
+            + ([D * cfg.head_pools] if cfg.head_pools else []))
+
+
+def head_width(cfg: ModelConfig) -> int:
+    """How many numbers a prediction head reads."""
+    return sum(head_blocks(cfg))
+
+
 class PredictionHead(nn.Module):
     """One target head: its attention pools over the ASV states, the standardisation of what
     it reads (statistics of the training samples, set by Trainer.calibrate: what the head sees
@@ -104,7 +117,7 @@ class PredictionHead(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         D = cfg.embedding_dim
-        H = D * (2 + cfg.head_pools)
+        H = head_width(cfg)
         self.task, self.activation = cfg.task, cfg.output_activation
         self.pool = AttentionPool(D, cfg.head_pools) if cfg.head_pools else None
         self.register_buffer("shift", torch.zeros(H))
@@ -189,13 +202,22 @@ class AAM(nn.Module):
         self.asv.train(was)
         return out
 
-    def head_features(self, asv_states, sample_vec, slot_vecs, counts, mask):
-        """What each head reads, before standardisation: [B, heads, D * (2 + head_pools)]:
-        the sample vector, the composition (ASV vectors weighted by relative abundance: how
-        much of each kind of ASV, which an attention pool -- a weighted MEAN -- cannot say) and
-        the head's own attention pools over the ASV states."""
-        rel = relative_abundance(counts).to(slot_vecs.dtype)
-        shared = [sample_vec, torch.einsum("bs,bsd->bd", rel, slot_vecs)]
+    def head_features(self, asv_states, sample_vec, slot_vecs, counts, mask, tokens=None,
+                      slot_index=None, slot_gate=None):
+        """What each head reads, before standardisation: [B, heads, head_width]: the sample
+        vector, the composition (ASV vectors weighted by relative abundance: how much of each
+        kind of ASV, which an attention pool -- a weighted MEAN -- cannot say), the sample's
+        k-mer spectrum (head_kmer_size: the detail a D-dimensional vector per ASV cannot keep;
+        what a random forest gets from telling individual ASVs apart) and the head's own
+        attention pools over the ASV states.  ``slot_gate`` scales each ASV's share, as it
+        scales its input to the sample encoder (integrated gradients)."""
+        rel = relative_abundance(counts)
+        if slot_gate is not None:
+            rel = rel * slot_gate.to(rel.dtype)
+        shared = [sample_vec, torch.einsum("bs,bsd->bd", rel.to(slot_vecs.dtype), slot_vecs)]
+        if self.cfg.head_kmer_size:
+            shared.append(kmer_spectrum(tokens, self.cfg.head_kmer_size, A, T, slot_index,
+                                        rel).to(slot_vecs.dtype))
         return torch.stack([torch.cat(shared + ([h.pool(asv_states, mask)[0]] if h.pool else []),
                                       -1) for h in self.heads], 1)
 
@@ -243,7 +265,8 @@ class AAM(nn.Module):
             out["count_logits"] = self.count_head(asv_states).squeeze(-1)
         if self.cfg.task != "encoder":
             f = out["head_features"] = self.head_features(asv_states, sample_vec, slot_vecs,
-                                                          counts, mask)
+                                                          counts, mask, tokens, slot_index,
+                                                          slot_gate)
             out["head_predictions"] = torch.stack(
                 [h(f[:, k], covariates) for k, h in enumerate(self.heads)], 1)
             out["prediction"] = self.combine(out["head_predictions"])

@@ -90,6 +90,33 @@ class DistanceOffset(nn.Module):
         return self.offset.abs().float()
 
 
+def kmer_ids(tokens, k: int, first_base: int, last_base: int):
+    """tokens [N, L] -> (each position's k-mer as a number in [0, 4^k) [N, L-k+1], whether that
+    k-mer holds only A/C/G/T [N, L-k+1]; the number of an invalid k-mer is meaningless)."""
+    base = tokens - first_base
+    ok = (tokens >= first_base) & (tokens <= last_base)
+    P = tokens.shape[1] - k + 1
+    ids = torch.zeros_like(tokens[:, :P])
+    valid = torch.ones_like(ok[:, :P])
+    for i in range(k):
+        ids = ids * 4 + base[:, i:i + P].clamp(0, 3)
+        valid &= ok[:, i:i + P]
+    return ids, valid
+
+
+def kmer_spectrum(tokens, k: int, first_base: int, last_base: int, slot_index, weights):
+    """A sample's k-mer spectrum: the ``weights``-weighted (relative abundance) mean of its
+    ASVs' k-mer frequencies [B, 4^k].  tokens [U, L] of the batch's unique ASVs, slot_index
+    [B, S] -> which unique ASV sits in each slot, weights [B, S] (0 in padded slots).  Built by
+    one scatter-add, never as a dense [ASVs, 4^k] matrix; differentiable in ``weights``."""
+    ids, valid = kmer_ids(tokens, k, first_base, last_base)
+    freq = valid.float() / valid.sum(1, keepdim=True).clamp_min(1)
+    B, S = slot_index.shape
+    src = (freq[slot_index] * weights.float()[..., None]).reshape(B, -1)
+    idx = ids.masked_fill(~valid, 0)[slot_index].reshape(B, -1)
+    return torch.zeros(B, 4 ** k, dtype=src.dtype, device=src.device).scatter_add(1, idx, src)
+
+
 class KmerProfile(nn.Module):
     """An ASV's k-mer content as a vector: the sum of learned k-mer vectors over the sequence,
     divided by sqrt(number of k-mers) (so O(1) per dimension at init).  k-mers holding anything
@@ -104,14 +131,7 @@ class KmerProfile(nn.Module):
         self.bag = nn.EmbeddingBag(4 ** k + 1, dim, mode="sum", padding_idx=4 ** k)
 
     def forward(self, tokens):
-        base = tokens - self.first
-        ok = (tokens >= self.first) & (tokens <= self.last)
-        P = tokens.shape[1] - self.k + 1
-        ids = torch.zeros_like(tokens[:, :P])
-        valid = torch.ones_like(ok[:, :P])
-        for i in range(self.k):
-            ids = ids * 4 + base[:, i:i + P].clamp(0, 3)
-            valid &= ok[:, i:i + P]
+        ids, valid = kmer_ids(tokens, self.k, self.first, self.last)
         n = valid.sum(1, keepdim=True).clamp_min(1)
         return self.bag(ids.masked_fill(~valid, self.none)) / n.sqrt()
 

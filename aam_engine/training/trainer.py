@@ -20,6 +20,7 @@ from ..data.batching import Batch, BatchBuilder
 from . import losses as L
 from .distributed import gather_with_grad, world_info
 from ..metrics import accuracy, capped_rows, macro_f1, mae, pair_distances, r2_score
+from ..models.aam import head_blocks
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 
@@ -157,10 +158,16 @@ class Trainer:
                 model.embed_scale.log_scale += float(np.log((target - offset) / d))
         if self.use_target:
             f = torch.as_tensor(outs[-1], device=self.device)      # [N, heads, H]
+            # every block of the head's input carries the variance of D standardised numbers
+            # (the 4^k-wide k-mer spectrum is scaled down by sqrt(4^k / D)): a wide block
+            # neither swamps the encoder's vectors at the start nor outruns them under Adam
+            widths = head_blocks(model.cfg)
+            block = torch.cat([torch.full((w,), (w / model.cfg.embedding_dim) ** 0.5)
+                               for w in widths]).to(self.device)
             for k, head in enumerate(model.heads):
                 head.shift.copy_(f[:, k].mean(0))
-                head.scale.copy_(f[:, k].std(0).clamp_min(1e-4) if len(f) > 1 else
-                                 torch.ones_like(f[0, k]))
+                head.scale.copy_((f[:, k].std(0).clamp_min(1e-4) if len(f) > 1 else
+                                  torch.ones_like(f[0, k])) * block)
         model.train(was)
         if self.frozen:
             for m in model.base_modules():

@@ -99,12 +99,12 @@ def test_single_head_files_of_format_2_1_read_as_before(crossfit, tmp_path):
     from aam_engine.io.model_dir import HEAD_RENAMES
     table, md, enc, groups, _ = crossfit
     one = api.fit(table, md["age"].astype(float).to_dict(), "regression",
-                  ModelConfig(**SIZE, ensemble=1), TrainConfig(epochs=2, progress=False),
-                  encoder=enc, groups=groups)
+                  ModelConfig(**SIZE, ensemble=1, head_kmer_size=0),
+                  TrainConfig(epochs=2, progress=False), encoder=enc, groups=groups)
     write_model_dir(one, tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["format_version"] = "2.1"
-    del cfg["model"]["ensemble"]
+    del cfg["model"]["ensemble"], cfg["model"]["head_kmer_size"]
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     back = {old: new for old, new in HEAD_RENAMES}
     state = load_file(str(tmp_path / "m" / "weights.safetensors"))
@@ -120,3 +120,31 @@ def test_single_head_files_of_format_2_1_read_as_before(crossfit, tmp_path):
     again = read_model_dir(tmp_path / "m")
     assert again.model_config.ensemble == 1
     assert np.allclose(api.predict(again, table)[1], api.predict(one, table)[1], atol=1e-5)
+
+
+def test_heads_with_and_without_the_kmer_spectrum_lower_held_out_loss_kept(crossfit, tmp_path):
+    """On a frozen encoder and samples not grouped by subject, the heads are fitted reading the
+    k-mer spectrum and not; the model kept is the one with the lower out-of-fold loss, and
+    that loss is exactly what fitting the same heads on their own gives.  With groups (a model
+    for new subjects) the heads read it only with head_spectrum='always'."""
+    table, md, enc, groups, grouped = crossfit
+    assert grouped.model_config.head_kmer_size == 0 and "head_choice" not in grouped.extra
+    fit = lambda groups=None, **kw: api.fit(
+        table, md["age"].astype(float).to_dict(), "regression",
+        ModelConfig(**SIZE, ensemble=3, **kw), TrainConfig(epochs=6, progress=False),
+        encoder=enc, groups=groups)
+    always = fit(groups, head_spectrum="always")
+    assert always.model_config.head_kmer_size == 6 and "head_choice" not in always.extra
+    model = fit()
+    choice = model.extra["head_choice"]
+    losses = choice["validation_loss"]
+    assert set(losses) == {"6", "0"} and all(np.isfinite(v) for v in losses.values())
+    kept = min(losses, key=losses.get)
+    assert choice["head_kmer_size"] == model.model_config.head_kmer_size == int(kept)
+    assert model.extra["validation_loss"] == losses[kept]
+    alone = fit(head_kmer_size=0)
+    assert "head_choice" not in alone.extra
+    assert alone.extra["validation_loss"] == pytest.approx(losses["0"], rel=1e-5)
+    write_model_dir(model, tmp_path / "m")
+    assert np.allclose(api.predict(read_model_dir(tmp_path / "m"), table)[1],
+                       api.predict(model, table)[1], atol=1e-5)

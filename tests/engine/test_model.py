@@ -181,3 +181,43 @@ def test_activation_checkpointing_same_gradients_less_saved_memory(example):
     for k in grads[0]:
         torch.testing.assert_close(grads[0][k], grads[1][k], msg=k)
     assert saved[1] < 0.7 * saved[0]       # what the auto batch size counts
+
+
+def test_kmer_spectrum_is_the_abundance_weighted_kmer_frequencies(example):
+    """The head's k-mer spectrum, computed by hand from the sequences: each sample's relative-
+    abundance-weighted mean of its ASVs' k-mer frequencies (k-mers with N skipped; the first
+    max_bp bases read), and a slot gate of 0 removes an ASV's share."""
+    import itertools
+    from aam_engine.data.tokenizer import A, T
+    from aam_engine.models.layers import kmer_spectrum
+    table = example[0]
+    b, t = batch_tensors(example, rows=range(5))
+    k = 3
+    code = {"".join(p): i for i, p in enumerate(itertools.product("ACGT", repeat=k))}
+    rel = t["counts"] / t["counts"].sum(1, keepdim=True)
+    got = kmer_spectrum(t["tokens"], k, A, T, t["slot_index"], rel)
+    want = np.zeros((len(b.sample_index), 4 ** k))
+    for i in range(len(b.sample_index)):
+        for s in np.flatnonzero(b.mask[i]):
+            seq = table.sequences[b.unique_features[b.slot_index[i, s]]][:TINY["max_bp"]]
+            kmers = [code[seq[p:p + k]] for p in range(len(seq) - k + 1) if seq[p:p + k] in code]
+            for c in kmers:
+                want[i, c] += float(rel[i, s]) / len(kmers)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(got.sum(1).numpy(), 1.0, rtol=1e-5)
+    gate = torch.ones_like(rel)
+    gate[0, 0] = 0
+    gated = kmer_spectrum(t["tokens"], k, A, T, t["slot_index"], rel * gate)
+    assert float(gated[0].sum()) == pytest.approx(1 - float(rel[0, 0]), rel=1e-5)
+    torch.testing.assert_close(gated[1:], got[1:])
+
+
+def test_head_reads_the_kmer_spectrum(example):
+    """head_kmer_size widens what each head reads by 4^k numbers: each sample's spectrum,
+    which sums to 1."""
+    _, t = batch_tensors(example, rows=range(4))
+    with_k, without = tiny("regression", head_kmer_size=3), tiny("regression", head_kmer_size=0)
+    f = with_k.eval()(**t)["head_features"]
+    assert f.shape[-1] == without.eval()(**t)["head_features"].shape[-1] + 4 ** 3
+    D = TINY["embedding_dim"]      # sample vector, composition, then the spectrum
+    torch.testing.assert_close(f[..., 2 * D:2 * D + 4 ** 3].sum(-1), torch.ones(f.shape[:2]))
