@@ -137,7 +137,8 @@ class ModelConfig(_Serial):
         "vectors: the sequence-level detail that tells individual ASVs apart, generalising to "
         "unseen ASVs through the k-mers they share: what pays where new samples come from the "
         "subjects trained on. On a frozen encoder the heads are fitted with and without it and "
-        "the ones with the lower held-out (out-of-fold) loss are kept. Not used when samples "
+        "the ones with the lower held-out (out-of-fold) loss are kept (a model trained whole "
+        "reads it). Not used when samples "
         "are grouped by subject (a model for new subjects), unless head_spectrum is 'always'; "
         "0 = never.", lo=0, hi=7, plugin="fit")
     head_spectrum: str = setting(
