@@ -411,11 +411,10 @@ def _head_spectrum(model_cfg, groups):
 def _choose_heads(train, model_cfg, checkpoint_dir, log_dir):
     """Heads on a frozen encoder are cheap, so fit them twice: reading the k-mer spectrum
     (head_kmer_size) and not, and keep the one whose held-out target loss (each cross-fitted
-    head on its own fold: whole subjects where groups are given) is lower.  The spectrum tells
-    individual ASVs apart, which pays where new samples come from the subjects a model was
-    trained on and can cost where they come from new subjects; the training data's own folds
-    say which one a user has.  Returns (the chosen configuration, its (model, history,
-    extra)); extra["head_choice"] records both losses."""
+    head on its own fold) is lower.  Run only without groups (see _head_spectrum): on grouped
+    folds this loss chose the spectrum where it cost unseen subjects (bench/head_spectrum.py).
+    Returns (the chosen configuration, its (model, history, extra)); extra["head_choice"]
+    records both losses."""
     options = [model_cfg, dataclasses.replace(model_cfg, head_kmer_size=0)]
     sub = lambda d, k: None if d is None else f"{d}/head_kmer_size_{k}"
     runs = [train(model_cfg=c, checkpoint_dir=sub(checkpoint_dir, c.head_kmer_size),

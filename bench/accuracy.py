@@ -133,16 +133,32 @@ def parse_sets(items):
     return model, train
 
 
+def split(name, table, md, kind, seed, test_size):
+    """(train ids, test ids, the groups the fit is given: None on a random split or where
+    one training subject is left)."""
+    from aam_engine.data import split_ids
+    # the random split is the analyst who ignores subjects: its validation split ignores them too
+    groups = md[DATASETS[name]["group"]].to_dict() if kind == "grouped" else None
+    train, test = split_ids(table.sample_ids, test_size, seed, groups)
+    if groups and len({groups[s] for s in train}) < 2:   # one subject left: ungrouped validation
+        groups = None
+    return train, test, groups
+
+
+def labelled(md, target, classify, train, test):
+    """(value converter, training ids with a usable value, their values, test ids with one)."""
+    conv = (lambda v: v) if classify else float
+    col = md[target]
+    tr_ok = [s for s in train if usable(col[s], conv)]
+    return (conv, tr_ok, [conv(col[s]) for s in tr_ok],
+            [s for s in test if usable(col[s], conv)])
+
+
 def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     from aam_engine import api
     from aam_engine.config import ModelConfig, TrainConfig
-    from aam_engine.data import split_ids
     spec = DATASETS[name]
-    # the random split is the analyst who ignores subjects: its validation split ignores them too
-    groups = md[spec["group"]].to_dict() if kind == "grouped" else None
-    train, test = split_ids(table.sample_ids, args.test_size, seed, groups)
-    if groups and len({groups[s] for s in train}) < 2:   # one subject left: ungrouped validation
-        groups = None
+    train, test, groups = split(name, table, md, kind, seed, args.test_size)
     tr_t, te_t = table.subset(train), table.subset(test)
     itr, ite = table.index_of(train), table.index_of(test)
     mcfg = ModelConfig(**{**CPU_SIZE, **model_over})
@@ -160,11 +176,8 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
            "targets": {}}
     X = table.counts.toarray()
     for target, classify in spec["targets"]:
-        conv = (lambda v: v) if classify else float
+        conv, tr_ok, y_tr, te_ok = labelled(md, target, classify, train, test)
         col = md[target]
-        tr_ok = [s for s in train if usable(col[s], conv)]
-        te_ok = [s for s in test if usable(col[s], conv)]
-        y_tr = [conv(col[s]) for s in tr_ok]
         t1 = time.time()
         model = api.fit(tr_t.subset(tr_ok), dict(zip(tr_ok, y_tr)),
                         "classification" if classify else "regression", mcfg,

@@ -29,14 +29,9 @@ POLICIES = ("without", "always", "lower out-of-fold loss")
 def run(name, data, seed, encoders):
     from aam_engine import api
     from aam_engine.config import ModelConfig, TrainConfig
-    from aam_engine.data import split_ids
     from aam_engine.io import read_model_dir, write_model_dir
     table, dist, md = data
-    spec = B.DATASETS[name]
-    groups = md[spec["group"]].to_dict()
-    train, test = split_ids(table.sample_ids, 0.25, seed, groups)
-    if len({groups[s] for s in train}) < 2:
-        groups = None
+    train, test, groups = B.split(name, table, md, "grouped", seed, 0.25)
     tr_t, te_t = table.subset(train), table.subset(test)
     itr = table.index_of(train)
     tc = dict(random_seed=seed, progress=False)
@@ -48,12 +43,9 @@ def run(name, data, seed, encoders):
                            distances=(train, dist[np.ix_(itr, itr)]), groups=groups)
         if cached is not None:
             write_model_dir(enc, cached)
-    for target, classify in spec["targets"]:
-        conv = (lambda v: v) if classify else float
+    for target, classify in B.DATASETS[name]["targets"]:
+        conv, tr_ok, y_tr, te_ok = B.labelled(md, target, classify, train, test)
         col = md[target]
-        tr_ok = [s for s in train if B.usable(col[s], conv)]
-        te_ok = [s for s in test if B.usable(col[s], conv)]
-        y_tr = [conv(col[s]) for s in tr_ok]
         rec = {"dataset": name, "seed": seed, "target": target,
                "grouped_folds": groups is not None}
         for key, kw in (("without", dict(head_kmer_size=0)),
