@@ -9,7 +9,8 @@ a head for each target with the plugin's defaults (only the model size is CPU-si
 Metrics on held-out samples only; the fraction of test predictions equal to the most common
 one ('const') sits beside every classifier; the encoder's held-out UniFrac fit (R², Pearson,
 Spearman) and optimizer steps / wall time beside AAM.  Splits are grouped by subject wherever
-subjects repeat (several seeds), plus plain random splits on ibd-2538 to show the leakage.
+subjects repeat (several seeds; with two subjects, each one held out in turn), plus plain
+random splits on ibd-2538 to show the leakage.
 
     python bench/accuracy.py                                  # every dataset, 3 seeds
     python bench/accuracy.py --datasets sleep-apnea --seeds 0 # quick look
@@ -44,8 +45,11 @@ DATASETS = {
                      random_split=True),
     "sleep-apnea": dict(table="table.biom", sequences=None, tree="tree.nwk", depth=1000,
                         group="host_subject_id", targets=[("exposure_type", True)]),
+    # two people: seed s holds out person s mod 2 (a seeded random pick of the test subject
+    # held out the same one for seeds 0, 1 and 2, so three seeds were one split)
     "moving-pictures-dada2": dict(table="table.biom", sequences="seqs.fasta", tree="tree.nwk",
-                                  depth=1100, group="subject", targets=[("body-site", True)]),
+                                  depth=1100, group="subject", targets=[("body-site", True)],
+                                  grouped="one subject out"),
     "pd-mice": dict(table="table.biom", sequences="seqs.fasta", tree="tree.nwk", depth=1000,
                     group="mouse_id", targets=[("donor_status", True)]),
 }
@@ -118,6 +122,24 @@ def distance_fit(emb, D, offset=0.0):
     return distance_scores(d, D[i, j])
 
 
+def jaccard_fit(table, dist, train, test):
+    """Reference for the encoder: UniFrac predicted as a + b * (Jaccard distance of the two
+    samples' ASV sets), a and b fitted on the training pairs; its fit on the test pairs.  It
+    needs both samples' ASVs (no embedding), and it shows what sample-level ASV sharing alone
+    says about unweighted UniFrac."""
+    from scipy.spatial.distance import pdist
+    X = table.counts.toarray() > 0
+
+    def pairs(ids):
+        ix = table.index_of(ids)
+        i, j = np.triu_indices(len(ix), 1)
+        return pdist(X[ix], "jaccard"), dist[np.ix_(ix, ix)][i, j]
+    b, a = np.polyfit(*pairs(train), 1)
+    jt, dt = pairs(test)
+    from aam_engine.metrics import distance_scores
+    return distance_scores(a + b * jt, dt)
+
+
 def parse_sets(items):
     from aam_engine.config import ModelConfig, TrainConfig
     model, train = {}, {}
@@ -138,8 +160,14 @@ def split(name, table, md, kind, seed, test_size):
     one training subject is left)."""
     from aam_engine.data import split_ids
     # the random split is the analyst who ignores subjects: its validation split ignores them too
-    groups = md[DATASETS[name]["group"]].to_dict() if kind == "grouped" else None
-    train, test = split_ids(table.sample_ids, test_size, seed, groups)
+    groups = md[DATASETS[name]["group"]].to_dict() if kind != "random" else None
+    if kind == "one subject out":         # the subjects in turn, whatever test_size says
+        held = sorted(set(groups.values()))
+        held = held[seed % len(held)]
+        train = [s for s in table.sample_ids if groups[s] != held]
+        test = [s for s in table.sample_ids if groups[s] == held]
+    else:
+        train, test = split_ids(table.sample_ids, test_size, seed, groups)
     if groups and len({groups[s] for s in train}) < 2:   # one subject left: ungrouped validation
         groups = None
     return train, test, groups
@@ -244,7 +272,8 @@ def main():
         if not (DATA / name).exists():
             sys.exit(f"{DATA / name} not found: the benchmark needs ../shared/data/{name}")
         table, dist, md = load(name)
-        splits = [("grouped", int(s)) for s in args.seeds.split(",")]
+        splits = [(DATASETS[name].get("grouped", "grouped"), int(s))
+                  for s in args.seeds.split(",")]
         if DATASETS[name].get("random_split"):
             splits += [("random", s) for s in range(args.random_split)]
         for kind, seed in splits:
@@ -254,6 +283,9 @@ def main():
                 rec["settings"] = settings
                 with open(log, "a") as f:
                     f.write(json.dumps(rec) + "\n")
+            if "jaccard" not in rec:   # no training: computed for resumed splits too
+                train, test, _ = split(name, table, md, kind, seed, args.test_size)
+                rec["jaccard"] = jaccard_fit(table, dist, train, test)
             runs.append(rec)
             print(json.dumps(rec), file=sys.stderr, flush=True)
     meta = {"command": " ".join(["python", "bench/accuracy.py"] + sys.argv[1:]),
@@ -316,9 +348,13 @@ def report(meta, runs) -> str:
              "balanced acc. | const |", "|---|---|---|---|---|---|---|---|---|"]
     reg = ["", "Regression:", "", "| dataset | target | split | n train/test | model | MAE | R² |",
            "|---|---|---|---|---|---|---|"]
-    enc = ["", "Encoder (held-out UniFrac fit) and cost of one pretrain + fine-tune:", "",
-           "| dataset | split | UniFrac R² | Pearson | Spearman | pretrain steps | "
-           "fine-tune steps | minutes (pretrain + one fine-tune) |", "|---|---|---|---|---|---|---|---|"]
+    enc = ["", "Encoder (held-out UniFrac fit; Jaccard-linear = UniFrac as a + b x the Jaccard "
+           "distance of two samples' ASV sets, fitted on the training pairs: a reference that "
+           "reads both samples' ASVs, not an embedding) and cost of one pretrain + fine-tune:",
+           "",
+           "| dataset | split | UniFrac R² | Pearson | Spearman | Jaccard-linear R² (reference) | "
+           "pretrain steps | fine-tune steps | minutes (pretrain + one fine-tune) |",
+           "|---|---|---|---|---|---|---|---|---|"]
     keys = []
     for r in runs:
         if (r["dataset"], r["split"]) not in keys:
@@ -326,7 +362,7 @@ def report(meta, runs) -> str:
     for ds, kind in keys:
         rs = [r for r in runs if r["dataset"] == ds and r["split"] == kind]
         label = f"{kind} ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
-        n = f"{rs[0]['n_train']}/{rs[0]['n_test']}"
+        n = ", ".join(dict.fromkeys(f"{r['n_train']}/{r['n_test']}" for r in rs))
         for target, classify in DATASETS[ds]["targets"]:
             for m, shown in (("aam", "AAM"), ("probe", "AAM embedding probe"),
                              ("rf", "RandomForest")):
@@ -341,6 +377,7 @@ def report(meta, runs) -> str:
         enc.append(f"| {ds} | {label} | {ms([r['encoder']['r2'] for r in rs])} | "
                    f"{ms([r['encoder']['pearson'] for r in rs])} | "
                    f"{ms([r['encoder']['spearman'] for r in rs])} | "
+                   f"{ms([r.get('jaccard', {}).get('r2') for r in rs])} | "
                    f"{ms([r['pretrain_steps'] for r in rs])} | "
                    f"{ms([r['targets'][first]['aam']['steps'] for r in rs])} | "
                    f"{ms([r['targets'][first]['aam']['minutes'] for r in rs])} |")

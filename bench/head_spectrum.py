@@ -31,6 +31,8 @@ def run(name, data, seed, encoders):
     from aam_engine.config import ModelConfig, TrainConfig
     from aam_engine.io import read_model_dir, write_model_dir
     table, dist, md = data
+    # the seeded pick of test subjects (on moving-pictures: the first person on every seed,
+    # as when results/head_spectrum.md was made; accuracy.py now holds each out in turn)
     train, test, groups = B.split(name, table, md, "grouped", seed, 0.25)
     tr_t, te_t = table.subset(train), table.subset(test)
     itr = table.index_of(train)

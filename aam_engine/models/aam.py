@@ -202,6 +202,14 @@ class AAM(nn.Module):
         self.asv.train(was)
         return out
 
+    def unifrac_input(self, sample_vec):
+        """What the UniFrac embedding reads: the sample vector, normalised (sample_norm) so
+        that no sample's distances can stray in length: the attention pool is a weighted mean,
+        and a sample with few ASVs lands far from the rest.  The heads read the vector as it
+        is: its length says how few ASVs carry the sample, a signal of its own."""
+        return F.layer_norm(sample_vec, sample_vec.shape[-1:]) if self.cfg.sample_norm \
+            else sample_vec
+
     def head_features(self, asv_states, sample_vec, slot_vecs, counts, mask, tokens=None,
                       slot_index=None, slot_gate=None):
         """What each head reads, before standardisation: [B, heads, head_width]: the sample
@@ -259,7 +267,7 @@ class AAM(nn.Module):
                 out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
         asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask, attention, slot_gate)
         out.update(sample_vec=sample_vec, pool_weights=weights,
-                   embedding=self.embed_scale(self.embed(sample_vec)),
+                   embedding=self.embed_scale(self.embed(self.unifrac_input(sample_vec))),
                    pair_offset=self.embed_offset())
         if self.count_head is not None:
             out["count_logits"] = self.count_head(asv_states).squeeze(-1)

@@ -94,17 +94,19 @@ def test_a_model_trained_whole_has_one_head(example):
 
 
 def test_single_head_files_of_format_2_1_read_as_before(crossfit, tmp_path):
-    """A 2.1 predictor (head_pool.*, head.0.weight, ... and no `ensemble`) loads into heads.0."""
+    """A 2.1 predictor (head_pool.*, head.0.weight, ... and no `ensemble`, `head_kmer_size`
+    or `sample_norm`) loads into heads.0, its sample vectors not normalised."""
     from safetensors.torch import load_file, save_file
     from aam_engine.io.model_dir import HEAD_RENAMES
     table, md, enc, groups, _ = crossfit
     one = api.fit(table, md["age"].astype(float).to_dict(), "regression",
                   ModelConfig(**SIZE, ensemble=1, head_kmer_size=0),
                   TrainConfig(epochs=2, progress=False), encoder=enc, groups=groups)
+    assert not one.model_config.sample_norm        # taken from the encoder
     write_model_dir(one, tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["format_version"] = "2.1"
-    del cfg["model"]["ensemble"], cfg["model"]["head_kmer_size"]
+    del cfg["model"]["ensemble"], cfg["model"]["head_kmer_size"], cfg["model"]["sample_norm"]
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     back = {old: new for old, new in HEAD_RENAMES}
     state = load_file(str(tmp_path / "m" / "weights.safetensors"))
@@ -118,7 +120,7 @@ def test_single_head_files_of_format_2_1_read_as_before(crossfit, tmp_path):
     assert "head.0.weight" in old and "head_shift" in old
     save_file(old, str(tmp_path / "m" / "weights.safetensors"))
     again = read_model_dir(tmp_path / "m")
-    assert again.model_config.ensemble == 1
+    assert again.model_config.ensemble == 1 and not again.model_config.sample_norm
     assert np.allclose(api.predict(again, table)[1], api.predict(one, table)[1], atol=1e-5)
 
 
@@ -148,3 +150,16 @@ def test_heads_with_and_without_the_kmer_spectrum_lower_held_out_loss_kept(cross
     write_model_dir(model, tmp_path / "m")
     assert np.allclose(api.predict(read_model_dir(tmp_path / "m"), table)[1],
                        api.predict(model, table)[1], atol=1e-5)
+
+
+def test_a_fitted_model_keeps_its_encoders_sample_norm(example):
+    """sample_norm belongs to the encoder: a head fitted on a frozen encoder pretrained with
+    it embeds exactly as that encoder does (a lost flag would change every distance)."""
+    table, dist, md = example
+    enc = api.pretrain(table, ModelConfig(**SIZE, sample_norm=True),
+                       TrainConfig(epochs=1, progress=False), distances=(table.sample_ids, dist))
+    model = api.fit(table, md["age"].astype(float).to_dict(), "regression",
+                    ModelConfig(**SIZE, ensemble=2), TrainConfig(epochs=1, progress=False),
+                    encoder=enc)
+    assert model.model_config.sample_norm
+    assert np.allclose(api.embed(model, table)[1], api.embed(enc, table)[1], atol=1e-5)

@@ -54,6 +54,29 @@ def test_no_nan_with_padding_and_one_asv_samples():
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
 
 
+def test_unifrac_embedding_reads_the_normalised_sample_vector(example):
+    """sample_norm: the UniFrac embedding reads the sample vector normalised (mean 0,
+    variance 1 over its numbers), so at initialisation (orthogonal projection) every sample's
+    embedding has the same length, a sample of one ASV as much as a full one; without it (the
+    default, and files before format 2.4) the lengths differ.  The heads read the vector as
+    it is."""
+    _, t = batch_tensors(example, rows=range(6))
+    t["mask"][0, 1:] = False                      # sample 0 keeps one ASV
+    t["counts"][0, 1:] = 0
+    on = tiny("regression", sample_norm=True).eval()
+    off = tiny("regression").eval()                # the default
+    off.load_state_dict(on.state_dict())          # same weights: the flag is the only change
+    a, b = on(**t), off(**t)
+    torch.testing.assert_close(a["sample_vec"], b["sample_vec"])
+    lengths = a["embedding"].norm(dim=1) / on.embed_scale.log_scale.exp()
+    torch.testing.assert_close(lengths, torch.full((6,), 16 ** 0.5), atol=1e-3, rtol=0)
+    raw = b["embedding"].norm(dim=1)
+    assert raw.max() / raw.min() > 1.05
+    # the heads' first block is the raw sample vector, with or without the flag
+    torch.testing.assert_close(a["head_features"][:, 0, :16], a["sample_vec"])
+    torch.testing.assert_close(a["head_features"], b["head_features"])
+
+
 def test_dedup_equals_naive_path(example):
     b, t = batch_tensors(example, rows=range(8), mask_ratio=0.2)
     assert b.dedup_ratio > 1
