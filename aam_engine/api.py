@@ -218,7 +218,9 @@ def _train(table, model_cfg, train_cfg, task, **kw):
 def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None,
                  covariates=None, class_weights=None, decode=None, groups=None,
                  encoder: ModelBundle | None = None, checkpoint_dir=None, log_dir=None,
-                 resume=True):
+                 resume=True, split=None):
+    """``split``: (train ids, validation ids) when the caller made it (default: the seeded
+    split of the table's samples, whole groups to one side)."""
     import torch
     from .models import AAM
     from .training import TaskData, Trainer
@@ -227,7 +229,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
         train_ids = val_ids = list(table.sample_ids)  # trains all heads but one, scores one
         folds = fold_ids(train_ids, model_cfg.ensemble, train_cfg.random_seed, groups)
     else:
-        train_ids, val_ids = _split(table.sample_ids, train_cfg, groups)
+        train_ids, val_ids = split or _split(table.sample_ids, train_cfg, groups)
     _check_enough(len(train_ids), train_cfg)
     builder = BatchBuilder(table, model_cfg.token_limit, model_cfg.max_bp,
                            train_cfg.asv_selection, distances, targets, covariates,
@@ -320,16 +322,31 @@ def _subset_resolve(table, keep, distances, tree, metric):
     return resolve_distances(table, distances, tree, metric)
 
 
+def _with_copies(table, train_ids, train_cfg):
+    return table.with_rarefied_copies(train_ids, train_cfg.rarefied_copies,
+                                      seed=train_cfg.random_seed)
+
+
 def _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_depth, groups,
               checkpoint_dir, log_dir) -> ModelBundle:
     """pretrain() on configurations already validated (fit's first stage calls it too)."""
     table = _node_shared(prepare_table, table, rarefaction_depth, train_cfg.random_seed)
     model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
+    split, copies = None, []
+    if train_cfg.rarefied_copies and tree is not None:
+        # the split first (on the real samples), then copies of the training ones only
+        train_ids, val_ids = _split(table.sample_ids, train_cfg, groups)
+        table, copies = _node_shared(_with_copies, table, train_ids, train_cfg)
+        split = (train_ids + copies, val_ids)
     table, dist = _node_shared(resolve_distances, table, distances, tree, metric)
     if dist is None and train_cfg.nuc_penalty == 0:
         raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
     model, history, extra = _train(table, model_cfg, train_cfg, "encoder", distances=dist,
-                                   groups=groups, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
+                                   groups=groups, checkpoint_dir=checkpoint_dir, log_dir=log_dir,
+                                   split=split)
+    if copies:
+        extra.update(n_samples=table.n_samples - len(copies), rarefied_copies=len(copies),
+                     train_samples=extra["train_samples"][:len(split[0]) - len(copies)])
     extra["unifrac_metric"] = metric if tree is not None else "precomputed"
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
                        history, extra)
