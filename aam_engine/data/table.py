@@ -207,6 +207,10 @@ class SampleTable:
         IDs).  Each copy is its sample subsampled without replacement to a depth drawn
         uniformly from ``depths`` (at most the sample's own depth): the same community seen
         shallower, with fewer ASVs.  Copy IDs are '<sample>~rare<k>' (made unique)."""
+        if not np.array_equal(self.counts.data, np.rint(self.counts.data)):
+            raise ValueError("Rarefied copies subsample reads, so they need whole-number counts "
+                             "(FeatureTable[Frequency]); this table has fractional ones. Give "
+                             "the read counts, or set rarefied_copies to 0.")
         rng = np.random.default_rng([int(seed), 0x7A4E])
         lo, hi = int(depths[0]), int(depths[1])
         taken = set(self.sample_ids)

@@ -115,6 +115,10 @@ def test_rarefied_copies_are_shallow_subsamples_of_their_sample(example):
                                   {"f1": "ACGT" * 10, "f2": "TTGA" * 10})
     t2, ids2 = tiny.with_rarefied_copies(["a"], 1)
     assert ids2 == ["a~rare0.1"] and t2.counts[2].toarray().tolist() == [[3, 2]]
+    frac = SampleTable.from_arrays(np.array([[0.5, 0.5]]), ["a"], ["f1", "f2"],
+                                   {"f1": "ACGT" * 10, "f2": "TTGA" * 10})
+    with pytest.raises(ValueError, match="whole-number counts"):
+        frac.with_rarefied_copies(["a"], 1)
 
 
 def test_split_reproducible_and_grouped(example):
