@@ -346,7 +346,7 @@ def _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_
                                    split=split)
     if copies:
         extra.update(n_samples=table.n_samples - len(copies), rarefied_copies=len(copies),
-                     train_samples=extra["train_samples"][:len(split[0]) - len(copies)])
+                     train_samples=train_ids)
     extra["unifrac_metric"] = metric if tree is not None else "precomputed"
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
                        history, extra)

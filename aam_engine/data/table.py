@@ -219,7 +219,7 @@ class SampleTable:
             r = self._sample_index[s]
             lo_i, hi_i = self.counts.indptr[r], self.counts.indptr[r + 1]
             feats = self.counts.indices[lo_i:hi_i]
-            cnts = np.rint(self.counts.data[lo_i:hi_i]).astype(np.int64)
+            cnts = self.counts.data[lo_i:hi_i].astype(np.int64)      # whole numbers: checked
             for k in range(copies):
                 depth = min(int(rng.integers(lo, hi + 1)), int(cnts.sum()))
                 drawn = rng.multivariate_hypergeometric(cnts, depth)
