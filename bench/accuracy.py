@@ -190,7 +190,8 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     tr_t, te_t = table.subset(train), table.subset(test)
     itr, ite = table.index_of(train), table.index_of(test)
     mcfg = ModelConfig(**{**CPU_SIZE, **model_over})
-    tc = dict(random_seed=seed, progress=False, **train_over)
+    # the model's seed (initialisation, batch order, validation folds); the split's is `seed`
+    tc = dict(random_seed=seed + args.model_seed_offset, progress=False, **train_over)
     t0 = time.time()
     # rarefied copies need the tree (their UniFrac is computed per batch from it, as with
     # `qiime aam pretrain --i-phylogeny`); otherwise the matrix (the same values to 1e-7)
@@ -246,6 +247,9 @@ def main():
     ap.add_argument("--test-size", type=float, default=0.25)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override one engine default for AAM (ablation)")
+    ap.add_argument("--model-seed-offset", type=int, default=0,
+                    help="train AAM with seed + this on each split (the same splits, RF "
+                         "unchanged): how much AAM's scores move with its own seed alone")
     ap.add_argument("--tag", default="", help="suffix of the result files")
     ap.add_argument("--compare", metavar="TAG,TAG,...",
                     help="no training: one table of AAM's scores from earlier result files "
@@ -263,6 +267,8 @@ def main():
     # every finished split is appended here; a rerun with the same settings skips it (resume)
     settings = {"set": args.set, "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
                 "test_size": args.test_size}
+    if args.model_seed_offset:       # absent at 0, so earlier records still resume
+        settings["model_seed_offset"] = args.model_seed_offset
     log = RESULTS / f"{stem}.runs.jsonl"
     RESULTS.mkdir(parents=True, exist_ok=True)
     done = {}
@@ -337,7 +343,9 @@ def compare(tags) -> str:
             rs = [runs[k] for k in shared if k[0] == ds]
             cells.append(ms([r["targets"][t]["aam"]["macro_f1" if c else "mae"] for r in rs])
                          if t else ms([r["encoder"]["r2"] for r in rs]))
-        label = ", ".join(meta["set"]) or ("defaults" if not tag else f"defaults of `{tag}`")
+        label = ", ".join(meta["set"] + ([f"model seed + {meta['model_seed_offset']}"]
+                                         if meta.get("model_seed_offset") else []))
+        label = label or ("defaults" if not tag else f"defaults of `{tag}`")
         lines.append(f"| {label} | "
                      + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
