@@ -253,6 +253,10 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     trainer = Trainer(model, data, train_cfg, checkpoint_dir, log_dir)
     history = trainer.fit(resume=resume)
     model = trainer.export_model()
+    mix = None
+    if trainer.use_pair and not trainer.frozen:
+        from .training.trainer import fit_sketch_mix
+        mix = fit_sketch_mix(model, builder, data.train_rows, trainer.device, trainer.asv_cache)
     extra = {"n_samples": table.n_samples, "n_features": table.n_features,
              "train_samples": train_ids, "validation_samples": val_ids,
              "cross_fitted_heads": model_cfg.ensemble if folds is not None else 0,
@@ -265,6 +269,8 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
              "validation_loss": (float(np.mean(trainer.state["best"]))
                                  if val_ids and np.isfinite(trainer.state["best"]).all()
                                  else None)}
+    if mix is not None:
+        extra["sketch_mix"] = mix
     if trainer.rank == 0 and val_ids:
         extra["validation"] = validation_outputs(trainer, model, data, val_ids)
     return model, history, extra
@@ -295,7 +301,7 @@ def validation_outputs(trainer, model, data, val_ids):
         # the validation pairs' model and UniFrac distances (the encoder summary's scatter),
         # at most MAX_SUMMARY_PAIRS of them, drawn reproducibly
         keep = capped_rows(len(val_ids), MAX_DISTANCE_ROWS)
-        i, j, d = pair_distances(out[keep], float(model.embed_offset().detach()))
+        i, j, d = pair_distances(out[keep], float(model.distance_offset().detach()))
         D = data.builder.distances.block(data.val_rows[keep])[i, j]
         rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
         pick = capped_rows(len(d), MAX_SUMMARY_PAIRS)
@@ -484,7 +490,8 @@ def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: st
 def distance_offset(bundle: ModelBundle) -> float:
     """The model's distance between two DIFFERENT samples is this offset + the Euclidean
     distance of their embeddings (``embed``); see ``embedding_distances``."""
-    return float(bundle.state_dict["embed_offset.offset"].abs())
+    key = "mix_offset.offset" if bundle.model_config.set_sketch else "embed_offset.offset"
+    return float(bundle.state_dict[key].abs())
 
 
 def embedding_distances(bundle: ModelBundle, emb) -> np.ndarray:

@@ -166,8 +166,12 @@ plugin.methods.register_function(
     input_descriptions={"model": "Any AAM model.", "table": IN_DESC["table"],
                         "sequences": SEQ_DESC},
     parameter_descriptions={"device": PRED_DESC["device"]},
-    output_descriptions={"distance_matrix": "Euclidean distances between sample embeddings "
-                                            "(for diversity beta-group-significance etc.).",
+    output_descriptions={"distance_matrix": "The model's UniFrac estimates: Euclidean "
+                                            "distances between sample embeddings (the learned "
+                                            "part and a sketch of each sample's ASV set, "
+                                            "weighted as fitted in pretraining) plus the "
+                                            "model's offset (for diversity "
+                                            "beta-group-significance etc.).",
                          "pcoa": "PCoA of those distances (for emperor plot)."},
     name="Embed samples in the model's learned space",
     description="Sample embeddings from an AAM model as a distance matrix and an ordination.",

@@ -6,6 +6,7 @@ back to every (sample, ASV slot).  ``dedup_ratio`` = occupied slots / unique ASV
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -28,6 +29,8 @@ class Batch:
     targets: np.ndarray | None = None      # [B] float32 (regression) / int64 (classes)
     covariates: np.ndarray | None = None   # [B, K] int64, 0 = unknown
     nuc_targets: np.ndarray | None = None  # [U, L] int64, -100 where not masked
+    asv_hash: np.ndarray | None = None     # [U] int64: each unique ASV's sequence hash
+                                           # (32 bits; see BatchBuilder.feature_hash)
 
     @property
     def size(self) -> int:
@@ -96,6 +99,10 @@ class BatchBuilder:
         self.mask_strategy = mask_strategy
         # tokenized once per table (uint8, kept and shared with it); a batch gathers rows
         self.feature_tokens = table.tokens(self.max_bp)
+        # each feature's identity, from the tokens the model reads (unmasked): CRC-32 of its
+        # bytes, the same on every machine, whatever the table calls the feature
+        self.feature_hash = np.fromiter((zlib.crc32(r.tobytes()) for r in self.feature_tokens),
+                                        dtype=np.int64, count=len(self.feature_tokens))
 
     def select(self, row: int, key=None) -> tuple[np.ndarray, np.ndarray]:
         """(feature indices, counts) of one sample, <= token_limit, most abundant first.
@@ -156,7 +163,7 @@ class BatchBuilder:
             distances=None if self.distances is None else self.distances.block(drows),
             targets=None if self.targets is None else self.targets[rows],
             covariates=None if self.covariates is None else self.covariates[rows],
-            nuc_targets=nuc_targets)
+            nuc_targets=nuc_targets, asv_hash=self.feature_hash[unique])
 
     def token_tensor(self, device="cpu"):
         """Every feature's tokens as a (uint8) tensor on ``device``: what the ASV-vector cache

@@ -168,7 +168,7 @@ def _upgrade(cfg: dict):
     config.json's model settings are fixed in place; returns (rename: old tensor name -> new,
     names of tensors it lacks that are zero).  2.0 had no distance offset (read as 0); before
     2.2 a predictor had one head with names of its own; before 2.3 heads read no k-mer
-    spectrum; before 2.4 sample vectors were not normalised."""
+    spectrum; before 2.4 sample vectors were not normalised; before 2.5 no set sketch."""
     minor = int(str(cfg["format_version"]).split(".")[1])
     rename, zero = (lambda name: name), []
     if minor < 1:
@@ -177,6 +177,8 @@ def _upgrade(cfg: dict):
         cfg["model"]["head_kmer_size"] = 0
     if minor < 4:
         cfg["model"]["sample_norm"] = False
+    if minor < 5:
+        cfg["model"]["set_sketch"] = 0
     if minor < 2 and cfg["model"].get("task") != "encoder":
         cfg["model"]["ensemble"] = 1
 

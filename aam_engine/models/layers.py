@@ -136,6 +136,51 @@ class KmerProfile(nn.Module):
         return self.bag(ids.masked_fill(~valid, self.none)) / n.sqrt()
 
 
+_M32 = 0xFFFFFFFF
+
+
+def _mul32(x, c: int):
+    """(x * c) mod 2^32 for int64 tensors x in [0, 2^32): in 16-bit halves of c, so that no
+    product leaves int64 (exact on every device)."""
+    lo = x * (c & 0xFFFF)
+    hi = ((x * (c >> 16)) & 0xFFFF) << 16
+    return (lo + hi) & _M32
+
+
+def _mix32(x):
+    """A 32-bit integer mixer (xor-shift-multiply, "lowbias32"): every output bit depends on
+    every input bit."""
+    x = x ^ (x >> 16)
+    x = _mul32(x, 0x7FEB352D)
+    x = x ^ (x >> 15)
+    x = _mul32(x, 0x846CA68B)
+    return x ^ (x >> 16)
+
+
+def identity_vectors(asv_hash, dim: int):
+    """asv_hash [U] (int64, 32-bit hashes of ASV sequences) -> [U, dim] fixed pseudo-random
+    +-1/sqrt(dim) vectors, one per ASV: nearly orthogonal for different ASVs (a random
+    projection of the one-hot ASV identity, Johnson-Lindenstrauss), the same for the same
+    sequence in any table, on any device, with no stored weights."""
+    j = torch.arange(dim, device=asv_hash.device, dtype=torch.int64)
+    x = _mix32((asv_hash.to(torch.int64)[:, None] & _M32) ^ _mix32((j + 0x9E3779B9) & _M32))
+    return ((x & 1) * 2 - 1).float() / dim ** 0.5
+
+
+def set_sketch(ident, slot_index, mask, slot_gate=None):
+    """A sample's ASV set as a unit vector [B, K]: the sum of its ASVs' identity vectors
+    ``ident`` [U, K] (see identity_vectors), normalised.  The distance between two sketches
+    is a function of how many ASVs the samples share (sqrt(2 (1 - Ochiai)), blurred by the
+    projection), with no trained weights: it holds for unseen subjects as well as for the
+    training ones."""
+    w = mask.float() if slot_gate is None else mask.float() * slot_gate.float()
+    # [B, U] weights of the unique ASVs, then one product: no [B, S, K] tensor is built
+    per_asv = torch.zeros(w.shape[0], ident.shape[0], device=w.device).scatter_add(
+        1, slot_index, w)
+    s = per_asv @ ident.float()
+    return s / s.norm(dim=-1, keepdim=True).clamp_min(1e-6)
+
+
 def run_blocks(blocks, x, mask, checkpoint: bool = False):
     """x through each block; with ``checkpoint`` (training only) each block's activations are
     recomputed in the backward pass instead of kept: memory for compute."""

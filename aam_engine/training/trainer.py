@@ -19,7 +19,8 @@ from ..config import TrainConfig
 from ..data.batching import Batch, BatchBuilder
 from . import losses as L
 from .distributed import gather_with_grad, world_info
-from ..metrics import accuracy, capped_rows, macro_f1, mae, pair_distances, r2_score
+from ..metrics import (accuracy, capped_rows, fit_distance_mix, macro_f1, mae, pair_distances,
+                       r2_score)
 from ..models.aam import head_blocks
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
@@ -56,6 +57,50 @@ def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="p
                 outs[k].append(out[k].float().cpu().numpy())
     res = tuple(np.concatenate(outs[k]) for k in keys)
     return res[0] if isinstance(key, str) else res
+
+
+def learned_part(out):
+    """(embedding, offset) that the pair loss fits: the learned part (set_sketch) or the
+    whole embedding."""
+    if "learned_embedding" in out:
+        return out["learned_embedding"], out["learned_offset"]
+    return out["embedding"], out["pair_offset"]
+
+
+def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
+                   max_rows: int = 512) -> dict | None:
+    """set_sketch, after training: the offset and the scales c, b of the embedding's learned
+    part and ASV-set sketch, fitted (metrics.fit_distance_mix) so that
+    offset + sqrt(c^2 dl^2 + b^2 ds^2) matches UniFrac on the training pairs.  Returns what
+    was fitted and how well (R^2 on those pairs), or None without a sketch.  Fitted on
+    validation pairs instead, the mix went wrong on unseen ibd-2538 subjects (R^2 -0.53 on
+    one split): the validation subjects hold no shallow samples, on which the learned part
+    overshoots, so they trusted it most where the test subjects needed it least."""
+    K = model.cfg.set_sketch
+    if not K:
+        return None
+    rows = np.asarray(train_rows)
+    if len(rows) > max_rows:
+        rows = np.sort(rows[capped_rows(len(rows), max_rows)])
+    if len(rows) < 3:
+        return None
+    emb, learned = run_model(model, builder, rows, device, asv_cache,
+                             ("embedding", "learned_embedding"))
+    sketch = emb[:, -K:] / float(model.sketch_scale.log_scale.detach().exp())
+    i, j, dl = pair_distances(learned)
+    ds = pair_distances(sketch)[2]
+    y = builder.distances.block(rows)[i, j].astype(float)
+    offset, c, b = fit_distance_mix(dl, ds, y)
+    c, b = max(c, 1e-6), max(b, 1e-6)
+    with torch.no_grad():
+        model.mix_offset.offset.fill_(offset)
+        model.mix_scale.log_scale.fill_(float(np.log(c)))
+        model.sketch_scale.log_scale.fill_(float(np.log(b)))
+    mixed = offset + np.sqrt(c ** 2 * dl ** 2 + b ** 2 * ds ** 2)
+    return {"samples": int(len(rows)), "offset": offset, "learned_scale": c,
+            "sketch_scale": b,
+            "r2_learned_alone": r2_score(y, dl + float(model.embed_offset().detach())),
+            "r2_mixed": r2_score(y, mixed)}
 
 
 def atomic_torch_save(obj, path: Path):
@@ -146,7 +191,9 @@ class Trainer:
         if len(rows) > max_rows:
             rows = np.sort(rows[capped_rows(len(rows), max_rows, self.cfg.random_seed)])
         model, was = self.model, self.model.training
-        keys = ("embedding",) + (("head_features",) if self.use_target else ())
+        # set_sketch: the learned part, which training fits (the mix: fit_sketch_mix, after)
+        keys = ("learned_embedding" if model.cfg.set_sketch else "embedding",) + (
+            ("head_features",) if self.use_target else ())
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
         if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its scale
             i, j, d = pair_distances(outs[0])
@@ -221,10 +268,12 @@ class Trainer:
         batch."""
         parts = {}
         if self.use_pair and pair:
-            emb = out["embedding"]
+            # set_sketch: the encoder learns from its learned part's own fit, exactly as it
+            # would without the sketch; the mix is fitted after training (fit_sketch_mix)
+            emb, offset = learned_part(out)
             if self.world > 1:
                 emb = gather_with_grad(emb)
-            parts["pair"] = L.pairwise_loss(emb, t["distances"], out["pair_offset"])
+            parts["pair"] = L.pairwise_loss(emb, t["distances"], offset)
         if self.use_nuc and "nuc_logits" in out:
             parts["nuc"] = L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
         if self.use_count:
@@ -353,8 +402,9 @@ class Trainer:
             t = self._to_device(batch)
             with autocast(self.device, self.precision):
                 out = self.model(**t, asv_cache=self.asv_cache)
-            embs.append(out["embedding"].float().cpu().numpy())
-            offset = float(out["pair_offset"])
+            emb, offset = learned_part(out)       # what training fits (and selects on)
+            embs.append(emb.float().cpu().numpy())
+            offset = float(offset)
             if self.use_target:
                 key = "head_predictions" if self.data.folds is not None else "prediction"
                 preds.append(out[key].float().cpu())

@@ -107,11 +107,14 @@ def test_single_head_files_of_format_2_1_read_as_before(crossfit, tmp_path):
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     cfg["format_version"] = "2.1"
     del cfg["model"]["ensemble"], cfg["model"]["head_kmer_size"], cfg["model"]["sample_norm"]
+    del cfg["model"]["set_sketch"]                  # 2.5: and its three scalars, below
     (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
     back = {old: new for old, new in HEAD_RENAMES}
     state = load_file(str(tmp_path / "m" / "weights.safetensors"))
     old = {}
     for k, v in state.items():
+        if k.startswith(("sketch_scale.", "mix_scale.", "mix_offset.")):
+            continue
         for o, n in back.items():
             if k == n or k.startswith(n + "."):
                 k = o + k[len(n):]
@@ -163,3 +166,21 @@ def test_a_fitted_model_keeps_its_encoders_sample_norm(example):
                     encoder=enc)
     assert model.model_config.sample_norm
     assert np.allclose(api.embed(model, table)[1], api.embed(enc, table)[1], atol=1e-5)
+
+
+def test_set_sketch_belongs_to_the_encoder_and_survives_files(example, tmp_path):
+    """set_sketch: a head fitted on the encoder embeds as the encoder does, and a model file
+    read back embeds the same (the sketch has no weights, only its scale: a lost setting or
+    scale would change every distance)."""
+    table, dist, md = example
+    enc = api.pretrain(table, ModelConfig(**SIZE, set_sketch=128),
+                       TrainConfig(epochs=1, progress=False), distances=(table.sample_ids, dist))
+    model = api.fit(table, md["age"].astype(float).to_dict(), "regression",
+                    ModelConfig(**SIZE, ensemble=2), TrainConfig(epochs=1, progress=False),
+                    encoder=enc)
+    assert model.model_config.set_sketch == 128
+    emb = api.embed(model, table)[1]
+    assert emb.shape[1] == 16 + 128
+    assert np.allclose(emb, api.embed(enc, table)[1], atol=1e-5)
+    write_model_dir(model, tmp_path / "m")
+    assert np.allclose(api.embed(read_model_dir(tmp_path / "m"), table)[1], emb, atol=1e-5)

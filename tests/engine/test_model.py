@@ -30,7 +30,8 @@ def test_shapes_and_masks(example):
     b, t = batch_tensors(example, mask_ratio=0.15)
     out = tiny("regression", count_head=True)(**t)
     B, S = b.mask.shape
-    assert out["embedding"].shape == (B, 16) and out["prediction"].shape == (B,)
+    # the learned part (16) and the default set sketch
+    assert out["embedding"].shape == (B, 16 + 1024) and out["prediction"].shape == (B,)
     assert out["pool_weights"].shape == (B, S) and out["count_logits"].shape == (B, S)
     assert out["nuc_logits"].shape == (len(b.unique_features), 61, 6)
     # padded slots get exactly zero pooling weight
@@ -47,7 +48,7 @@ def test_no_nan_with_padding_and_one_asv_samples():
     slot_index = torch.tensor([[0, 1, 0], [1, 0, 0]])
     counts = torch.tensor([[5.0, 1.0, 0.0], [3.0, 0.0, 0.0]])
     mask = counts > 0
-    out = model(tokens, slot_index, counts, mask)
+    out = model(tokens, slot_index, counts, mask, asv_hash=torch.tensor([11, 12]))
     loss = out["prediction"].sum() + L.pairwise_loss(out["embedding"], torch.zeros(2, 2))
     loss.backward()
     assert torch.isfinite(out["prediction"]).all()
@@ -63,8 +64,8 @@ def test_unifrac_embedding_reads_the_normalised_sample_vector(example):
     _, t = batch_tensors(example, rows=range(6))
     t["mask"][0, 1:] = False                      # sample 0 keeps one ASV
     t["counts"][0, 1:] = 0
-    on = tiny("regression", sample_norm=True).eval()
-    off = tiny("regression").eval()                # the default
+    on = tiny("regression", sample_norm=True, set_sketch=0).eval()   # the learned part only
+    off = tiny("regression", set_sketch=0).eval()  # the default sample_norm
     off.load_state_dict(on.state_dict())          # same weights: the flag is the only change
     a, b = on(**t), off(**t)
     torch.testing.assert_close(a["sample_vec"], b["sample_vec"])
@@ -244,3 +245,46 @@ def test_head_reads_the_kmer_spectrum(example):
     assert f.shape[-1] == without.eval()(**t)["head_features"].shape[-1] + 4 ** 3
     D = TINY["embedding_dim"]      # sample vector, composition, then the spectrum
     torch.testing.assert_close(f[..., 2 * D:2 * D + 4 ** 3].sum(-1), torch.ones(f.shape[:2]))
+
+
+def test_identity_vectors_are_fixed_nearly_orthogonal_and_exact():
+    """The set sketch's per-ASV vectors come from 32-bit integer arithmetic that stays exact in
+    int64 on every device: the same hash gives the same +-1/sqrt(K) vector, different hashes
+    nearly orthogonal ones (|cosine| of order 1/sqrt(K))."""
+    from aam_engine.models.layers import _mul32, identity_vectors
+    x = torch.randint(0, 2 ** 32, (500,), dtype=torch.int64)
+    for c in (0x7FEB352D, 0x846CA68B):
+        assert [int(v) for v in _mul32(x, c)] == [int(a) * c % 2 ** 32 for a in x]
+    h = torch.tensor([7, 8, 2 ** 32 - 1, 7])
+    v = identity_vectors(h, 512)
+    torch.testing.assert_close(v.abs(), torch.full_like(v, 512 ** -0.5))
+    torch.testing.assert_close(v[0], v[3])
+    cos = v[:3] @ v[:3].T
+    assert (cos.diagonal() - 1).abs().max() < 1e-6
+    assert cos.triu(1).abs().max() < 0.2
+
+
+def test_set_sketch_is_appended_to_the_embedding_and_follows_shared_asvs(example):
+    """set_sketch K: the embedding gains K numbers, the scaled unit sketch of the sample's
+    ASV set; two samples' sketches are identical when they hold the same ASVs (whatever
+    their counts) and move apart as they share fewer.  A batch without hashes is refused."""
+    b, t = batch_tensors(example, rows=range(4))
+    model = tiny("encoder", set_sketch=256).eval()
+    out = model(**t)
+    assert out["embedding"].shape == (4, 16 + 256)
+    sk = out["embedding"][:, 16:] / model.sketch_scale.log_scale.exp()
+    torch.testing.assert_close(sk.norm(dim=1), torch.ones(4))
+    t2 = {k: v.clone() for k, v in t.items()}
+    t2["counts"][1] = t2["counts"][0] * 3 + 1
+    t2["slot_index"][1], t2["mask"][1] = t2["slot_index"][0], t2["mask"][0]
+    s2 = model(**t2)["embedding"][:, 16:]
+    torch.testing.assert_close(s2[0], s2[1])
+    # sample 0 losing half its ASVs moves its sketch, by about sqrt(2 (1 - sqrt(1/2)))
+    n = int(t["mask"][0].sum())
+    t2["mask"][1, n // 2:] = False
+    t2["counts"][1, n // 2:] = 0
+    s3 = model(**t2)["embedding"][:, 16:] / model.sketch_scale.log_scale.exp()
+    expect = (2 * (1 - ((n // 2) / n) ** 0.5)) ** 0.5
+    assert abs(float((s3[0] - s3[1]).norm()) - expect) < 0.15
+    with pytest.raises(ValueError, match="asv_hash"):
+        model(**{k: v for k, v in t.items() if k != "asv_hash"})

@@ -228,3 +228,24 @@ def test_preset_fills_sizes_left_at_defaults_and_explicit_values_win(example):
                        tc(epochs=1), distances=(table.sample_ids, dist))
     assert enc.model_config.embedding_dim == cpu["embedding_dim"]
     assert enc.train_config.batch_size == tc().batch_size  # 8, given: kept
+
+
+def test_the_sketch_changes_no_learning_and_its_mix_fits_the_training_pairs(example):
+    """set_sketch: the encoder trains exactly as without it (same seed: the same learned
+    embedding, the same history), and after training the offset and the two parts' scales are
+    fitted to the training pairs: at least as close to UniFrac there as the learned part
+    alone, which the mix can reproduce."""
+    table, dist, _ = example
+    run = lambda k: api.pretrain(table, mc(set_sketch=k), tc(epochs=3),
+                                 distances=(table.sample_ids, dist))
+    plain, sketched = run(0), run(256)
+    mix = sketched.extra["sketch_mix"]
+    assert "sketch_mix" not in plain.extra
+    assert [h["val_pair"] for h in sketched.history] == [h["val_pair"] for h in plain.history]
+    emb = api.embed(sketched, table)[1]
+    assert emb.shape[1] == 16 + 256
+    np.testing.assert_allclose(emb[:, :16] / mix["learned_scale"], api.embed(plain, table)[1],
+                               rtol=1e-4, atol=1e-5)
+    assert mix["r2_mixed"] >= mix["r2_learned_alone"] - 0.01
+    assert mix["sketch_scale"] > 0 and mix["offset"] >= 0
+    assert api.distance_offset(sketched) == pytest.approx(mix["offset"], abs=1e-6)
