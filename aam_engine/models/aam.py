@@ -220,7 +220,8 @@ class AAM(nn.Module):
         return F.layer_norm(sample_vec, sample_vec.shape[-1:]) if self.cfg.sample_norm \
             else sample_vec
 
-    def embedding(self, sample_vec, slot_index, mask, asv_hash=None, slot_gate=None):
+    def embedding(self, sample_vec, slot_index, mask, asv_hash=None, slot_gate=None,
+                  sketch: bool = True):
         """(the UniFrac embedding, its distance offset, the learned part alone or None).
 
         Without set_sketch: the learned map of the sample vector, whose distances (plus the
@@ -233,6 +234,8 @@ class AAM(nn.Module):
         e = self.embed_scale(self.embed(self.unifrac_input(sample_vec)))
         if self.sketch_scale is None:
             return e, self.embed_offset(), None
+        if not sketch:            # training: no loss reads the mix (the learned part only)
+            return e, self.embed_offset(), e
         if asv_hash is None:
             raise ValueError("set_sketch needs each batch's asv_hash (BatchBuilder gives it)")
         s = set_sketch(identity_vectors(asv_hash, self.cfg.set_sketch), slot_index, mask,
@@ -277,10 +280,13 @@ class AAM(nn.Module):
     # -------------------------------------------------------------- forward
     def forward(self, tokens, slot_index, counts, mask, unique_features=None, covariates=None,
                 nuc_targets=None, asv_cache=None, dedup: bool = True, attention=None,
-                slot_gate=None, asv_hash=None, **_):
+                slot_gate=None, asv_hash=None, sketch: bool = True, **_):
         """Batch tensors (see data.Batch) -> dict with 'embedding', 'sample_vec',
         'pool_weights', and when relevant 'nuc_logits'/'nuc_targets', 'count_logits',
-        'prediction' (normalised regression value or class logits)."""
+        'prediction' (normalised regression value or class logits); with set_sketch also
+        'learned_embedding' / 'learned_offset' (what the pair loss fits).  ``sketch=False``
+        (the trainer: no loss reads the mix) leaves the sketch out: 'embedding' is then the
+        learned part, and the ASV-set sketch costs nothing while training."""
         out = {}
         if asv_cache is not None:
             slot_vecs = asv_cache[unique_features][slot_index]
@@ -301,7 +307,8 @@ class AAM(nn.Module):
                 t = torch.where(mask.reshape(B * S, 1), t, torch.full_like(t, -100))
                 out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
         asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask, attention, slot_gate)
-        emb, offset, learned = self.embedding(sample_vec, slot_index, mask, asv_hash, slot_gate)
+        emb, offset, learned = self.embedding(sample_vec, slot_index, mask, asv_hash, slot_gate,
+                                              sketch)
         out.update(sample_vec=sample_vec, pool_weights=weights, embedding=emb, pair_offset=offset)
         if learned is not None:
             out.update(learned_embedding=learned, learned_offset=self.embed_offset())

@@ -289,13 +289,13 @@ class Trainer:
         fwd = self.forward if train else self.model
         with autocast(self.device, self.precision):
             try:
-                out = fwd(**t, asv_cache=self.asv_cache)
+                out = fwd(**t, asv_cache=self.asv_cache, sketch=False)
             except Exception as e:
                 if fwd is self.eager or fwd is self.model or not self.cfg.compile:
                     raise
                 warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running eagerly.")
                 self.forward = fwd = self.eager
-                out = fwd(**t, asv_cache=self.asv_cache)
+                out = fwd(**t, asv_cache=self.asv_cache, sketch=False)
         total, parts = self._losses(out, t)
         return out, total, parts
 
@@ -401,7 +401,7 @@ class Trainer:
         for batch in b.batches(rows, max(2, cfg.batch_size), key, mask=self.use_nuc):
             t = self._to_device(batch)
             with autocast(self.device, self.precision):
-                out = self.model(**t, asv_cache=self.asv_cache)
+                out = self.model(**t, asv_cache=self.asv_cache, sketch=False)
             emb, offset = learned_part(out)       # what training fits (and selects on)
             embs.append(emb.float().cpu().numpy())
             offset = float(offset)
