@@ -133,8 +133,9 @@ class ModelConfig(_Serial):
         "whose distances follow how many ASVs two samples share with no trained weights, so "
         "they hold for new subjects too. Its weight against the learned part (and the offset) "
         "is fitted on the training pairs after pretraining; the encoder and the heads learn "
-        "exactly as without it. Held-out UniFrac R^2 on unseen subjects, learned part alone -> "
-        "with the sketch (bench/results/accuracy-sketch): see the README.", lo=0, hi=4096)
+        "exactly as without it. Held-out UniFrac R^2, learned part alone -> with the sketch: "
+        "unseen ibd-2538 subjects 0.21 -> 0.47, random splits 0.64 -> 0.78 (bench/results/"
+        "accuracy vs accuracy-nosketch).", lo=0, hi=4096)
     # fine-tuning head
     head_pools: int = setting(1, "Attention pools over the ASVs that the prediction head reads.",
                               lo=0, hi=64)

@@ -175,8 +175,8 @@ class AAM(nn.Module):
         # Still a metric; the embedding alone keeps only the part that varies.
         self.embed_offset = DistanceOffset()
         # set_sketch: the sample's ASV set as a fixed random projection, appended to the
-        # (detached) learned embedding; each part with a learnable scale of its own, plus an
-        # offset of their own (set before training by calibrate; see `embedding`)
+        # (detached) learned embedding; each part with a scale of its own, plus an offset of
+        # their own, fitted after pretraining (trainer.fit_sketch_mix; see `embedding`)
         if cfg.set_sketch:
             self.sketch_scale, self.mix_scale = LogScale(), LogScale()
             self.mix_offset = DistanceOffset()
@@ -230,7 +230,7 @@ class AAM(nn.Module):
         from the learned part's own fit (the pair loss reads ``learned_embedding``), as it
         would without the sketch: taught to fit only what the sketch leaves, its sample vectors
         lost what the heads need (ibd Crohn's macro-F1 0.68 -> 0.47 on one split).  c, b and
-        offset' are fitted after training on validation pairs (trainer.fit_sketch_mix)."""
+        offset' are fitted after training on the training pairs (trainer.fit_sketch_mix)."""
         e = self.embed_scale(self.embed(self.unifrac_input(sample_vec)))
         if self.sketch_scale is None:
             return e, self.embed_offset(), None
