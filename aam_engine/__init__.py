@@ -9,4 +9,4 @@ FORMAT_VERSION = "2.5"   # 2.1: embed_offset.offset (2.0 files read with offset 
 #                          2.2: `ensemble` target heads heads.K.* (older: one head, renamed)
 #                          2.3: head_kmer_size (older: heads read no k-mer spectrum)
 #                          2.4: sample_norm (older: sample vectors not normalised)
-#                          2.5: set_sketch, sketch_scale (older: no sketch)
+#                          2.5: set_sketch; sketch_scale, mix_scale, mix_offset (older: none)

@@ -135,8 +135,9 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
             n_samples = n_tokens = 0
         t = b.to_torch(dev)
         with autocast(dev, precision):
-            out = fwd(**t, asv_cache=cache, dedup=case != "naive")
-        emb, offset = learned_part(out)          # what training fits (set_sketch: detached mix)
+            # as the trainer: no training loss reads the ASV-set sketch, so it is not computed
+            out = fwd(**t, asv_cache=cache, dedup=case != "naive", sketch=False)
+        emb, offset = learned_part(out)          # what training fits
         loss = L.pairwise_loss(emb, t["distances"], offset)
         if "nuc_logits" in out:
             loss = loss + L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
