@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 QIIME := $(VENV)/bin/qiime
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench lint clean corpus pretrained
 
 setup:
 	@bash ci/setup.sh
@@ -17,6 +17,15 @@ demo: setup
 
 bench: setup
 	@$(PY) bench/throughput.py --device cpu --quick
+
+# The encoder that ships in aam_engine/pretrained/default: the corpus (../shared/data/corpus
+# mapped to Greengenes V4 reads), then pretraining on it (about an hour on 2 CPU cores;
+# rerun to resume from build/encoder-ckpt).  pretrained/README.md says what each step does.
+corpus: setup
+	@$(PY) pretrained/build_corpus.py --out build/corpus --max-samples 2000
+
+pretrained: corpus
+	@$(PY) pretrained/build_encoder.py --corpus build/corpus --checkpoint-dir build/encoder-ckpt
 
 lint: setup
 	@$(PY) -m pyflakes aam_engine q2_aam tests bench

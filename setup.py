@@ -30,6 +30,8 @@ setup(
     },
     package_data={
         "q2_aam": ["citations.bib", "assets/summarize/*.html"],
+        # the shipped encoder: weights, configuration, history and model card
+        "aam_engine": ["pretrained/default/*"],
     },
     entry_points={
         "qiime2.plugins": ["q2-aam = q2_aam.plugin_setup:plugin"],

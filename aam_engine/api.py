@@ -20,7 +20,7 @@ import numpy as np
 from .config import (ENCODER_SIZES, ModelConfig, TrainConfig, apply_preset, declared,
                      warn_size_mismatch)
 from .data import (BatchBuilder, MatrixDistances, SampleTable, align_distances, batch_unifrac,
-                   check_distance_matrix)
+                   check_distance_matrix, merge_tables, part_distances)
 from .data.distances import UNIFRAC_METRICS
 from .data.table import first_few, fold_ids, split_ids
 from .io import ModelBundle
@@ -28,11 +28,12 @@ from .io.model_dir import history_tsv, read_model_dir, write_model_files
 from .data.simulate import simulate
 from .interpret import attention_importance, integrated_gradients
 from .metrics import (MAX_DISTANCE_ROWS, accuracy, capped_rows, constant_fraction,
-                      distance_scores, macro_f1, mae, pair_distances, r2_score)
+                      distance_scores, known_pairs, macro_f1, mae, r2_score)
 
 __all__ = [  # for callers outside the engine
     "pretrain", "fit", "predict", "embed", "embedding_distances", "distance_offset",
-    "ModelConfig", "TrainConfig", "declared", "SampleTable", "split_ids", "ModelBundle",
+    "ModelConfig", "TrainConfig", "declared", "SampleTable", "merge_tables", "split_ids",
+    "ModelBundle",
     "UNIFRAC_METRICS", "history_tsv", "read_model_dir", "write_model_files", "simulate",
     "attention_importance", "integrated_gradients",
     "accuracy", "constant_fraction", "distance_scores", "macro_f1", "mae", "r2_score"]
@@ -43,16 +44,28 @@ def prepare_table(table: SampleTable, rarefaction_depth: int | None, seed: int) 
     return table.rarefy(rarefaction_depth, seed) if rarefaction_depth else table
 
 
+def _listed(x, pair: bool = False) -> list:
+    """None -> [], one source -> [it], a list of sources -> the list (a distance matrix is an
+    (ids, matrix) tuple, so only a list holds several)."""
+    if x is None:
+        return []
+    if pair:
+        return list(x) if isinstance(x, list) else [x]
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
 def resolve_distances(table: SampleTable, distances=None, tree=None, metric="unweighted"):
     """(table, distance source aligned to table.sample_ids): a MatrixDistances (float32) from
     (ids, matrix), or from a rooted tree a BatchUniFrac that computes each batch's UniFrac
-    exactly, never the whole matrix."""
-    if distances is not None and tree is not None:
-        raise ValueError("Give either a distance matrix or a phylogeny, not both.")
-    if tree is not None:      # per batch, from the tree: nothing n x n
-        return batch_unifrac(table, tree, metric)
-    if distances is not None:
-        ids, m = check_distance_matrix(*distances)
+    exactly, never the whole matrix.  Several sources (a list of matrices and / or of trees,
+    e.g. one per study): a PartDistances, pairs known within one source (data.distances)."""
+    matrices, trees = _listed(distances, pair=True), _listed(tree)
+    if len(matrices) + len(trees) > 1:
+        return table, part_distances(table, matrices, trees, metric)
+    if trees:      # per batch, from the tree: nothing n x n
+        return batch_unifrac(table, trees[0], metric)
+    if matrices:
+        ids, m = check_distance_matrix(*matrices[0])
         return table, MatrixDistances(align_distances(ids, m, table.sample_ids))
     return table, None
 
@@ -233,7 +246,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     _check_enough(len(train_ids), train_cfg)
     builder = BatchBuilder(table, model_cfg.token_limit, model_cfg.max_bp,
                            train_cfg.asv_selection, distances, targets, covariates,
-                           train_cfg.mask_ratio, train_cfg.mask_strategy)
+                           train_cfg.mask_ratio, train_cfg.mask_strategy, train_cfg.read_trim)
     data = TaskData(builder, table.index_of(train_ids), table.index_of(val_ids), task,
                     class_weights, decode, folds)
     torch.manual_seed(train_cfg.random_seed)
@@ -301,8 +314,8 @@ def validation_outputs(trainer, model, data, val_ids):
         # the validation pairs' model and UniFrac distances (the encoder summary's scatter),
         # at most MAX_SUMMARY_PAIRS of them, drawn reproducibly
         keep = capped_rows(len(val_ids), MAX_DISTANCE_ROWS)
-        i, j, d = pair_distances(out[keep], float(model.distance_offset().detach()))
-        D = data.builder.distances.block(data.val_rows[keep])[i, j]
+        d, D = known_pairs(out[keep], data.builder.distances.block(data.val_rows[keep]),
+                           float(model.distance_offset().detach()))
         rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
         pick = capped_rows(len(d), MAX_SUMMARY_PAIRS)
         d, D = d[pick], D[pick]
@@ -367,11 +380,17 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
 
     With ``freeze_base`` (the default) the head is trained on a fixed, pretrained encoder: the
     one given, or, without one but with distances / a tree, one pretrained here first on the
-    table's UniFrac (every sample of the table, labelled or not).  ``freeze_base=False``
-    fine-tunes the given encoder, or trains the whole model from scratch."""
+    table's UniFrac (every sample of the table, labelled or not); with neither, the encoder
+    that ships with the engine (``shipped_encoder``; aam_engine.pretrained).
+    ``freeze_base=False`` fine-tunes the given encoder, or trains the whole model from
+    scratch."""
     if task not in ("regression", "classification"):
         raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
     model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
+    if (encoder is None and distances is None and tree is None and model_cfg.freeze_base
+            and model_cfg.shipped_encoder):
+        from .pretrained import default_encoder
+        encoder = default_encoder()
     if encoder is None and model_cfg.freeze_base and (distances is not None or tree is not None):
         sub = lambda d, name: None if d is None else f"{d}/{name}"
         encoder = _pretrain(table, model_cfg, train_cfg, distances, tree, metric,

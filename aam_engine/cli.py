@@ -2,6 +2,8 @@
 
     aam-engine simulate --output example/
     aam-engine pretrain --table t.biom [--sequences s.fasta] (--tree t.nwk | --distances d.tsv) --output enc/
+    aam-engine pretrain --table a/table.biom --table b/table.biom --sequences s.fasta --tree t.nwk --output enc/
+    aam-engine pretrained-encoder --output enc/
     aam-engine train    --table t.biom --metadata m.tsv --target age --task regression [--encoder enc/] --output reg/
     aam-engine predict  --model reg/ --table t.biom --output predictions.tsv
     aam-engine embed    --model enc/ --table t.biom --output embeddings.tsv
@@ -67,17 +69,46 @@ def _column(md, name, path):
     return md[name]
 
 
+def _table_names(paths) -> list[str]:
+    """A name per table file: its stem, or its folder's name where stems repeat
+    (study1/table.biom, study2/table.biom)."""
+    stems = [Path(p).stem for p in paths]
+    if len(set(stems)) == len(stems):
+        return stems
+    parents = [Path(p).resolve().parent.name for p in paths]
+    return parents if len(set(parents)) == len(parents) else [f"table{k + 1}"
+                                                              for k in range(len(paths))]
+
+
 def _load_table(args):
-    from .data import load_biom, read_fasta
-    seqs = read_fasta(args.sequences) if args.sequences else None
-    return load_biom(args.table, seqs)
+    """One table, or several (--table repeated: one per study) merged; --sequences once for
+    all of them, or once per table."""
+    from .data import load_biom, merge_tables, read_fasta
+    paths = args.table if isinstance(args.table, list) else [args.table]
+    fastas = (args.sequences if isinstance(args.sequences, list) else
+              [args.sequences] if args.sequences else [])
+    if len(fastas) not in (0, 1, len(paths)):
+        raise ValueError(f"give --sequences once (for every table) or once per --table; got "
+                         f"{len(fastas)} for {len(paths)} tables")
+    seqs = [read_fasta(f) for f in fastas]
+    tables = [load_biom(p, seqs[k if len(seqs) > 1 else 0] if seqs else None)
+              for k, p in enumerate(paths)]
+    return merge_tables(tables, _table_names(paths))[0]
 
 
 def _distances(args):
-    if getattr(args, "distances", None):
-        from .data import read_distance_matrix
-        return read_distance_matrix(args.distances)
-    return None
+    """One distance matrix, several (--distances repeated: one per study), or None."""
+    paths = getattr(args, "distances", None) or []
+    if not paths:
+        return None
+    from .data import read_distance_matrix
+    matrices = [read_distance_matrix(p) for p in paths]
+    return matrices[0] if len(matrices) == 1 else matrices
+
+
+def _trees(args):
+    trees = args.tree or []
+    return None if not trees else trees[0] if len(trees) == 1 else trees
 
 
 def _groups(args):
@@ -112,10 +143,20 @@ def main(argv=None) -> int:
         q = sub.add_parser(name, help=("self-supervised pretraining (UniFrac + masked "
                                        "nucleotides)" if name == "pretrain" else
                                        "fit a regressor / classifier on a metadata column"))
-        q.add_argument("--table", required=True, help="BIOM table")
-        q.add_argument("--sequences", help="FASTA (needed when feature IDs are not sequences)")
-        q.add_argument("--tree", help="rooted Newick tree (UniFrac computed from it)")
-        q.add_argument("--distances", help="precomputed distance matrix (.tsv/.npz/.npy/.h5)")
+        q.add_argument("--table", required=True, action="append",
+                       help="BIOM table; repeat it for several studies (sample IDs unique "
+                            "across them), which train as one table")
+        q.add_argument("--sequences", action="append",
+                       help="FASTA (needed when feature IDs are not sequences): once for every "
+                            "table, or once per --table")
+        q.add_argument("--tree", action="append",
+                       help="rooted Newick tree (UniFrac computed from it); one tree over every "
+                            "study gives pairs across studies; repeat it for studies with trees "
+                            "of their own (a sample takes the tree that holds most of its "
+                            "reads; pairs are compared on one tree only)")
+        q.add_argument("--distances", action="append",
+                       help="precomputed distance matrix (.tsv/.npz/.npy/.h5); repeat it for "
+                            "one matrix per study (pairs within one matrix only)")
         q.add_argument("--metric", default="unweighted",
                        choices=["unweighted", "weighted_normalized", "weighted_unnormalized"])
         q.add_argument("--metadata", help="metadata TSV")
@@ -132,6 +173,10 @@ def main(argv=None) -> int:
             q.add_argument("--missing-samples", default="error", choices=["error", "ignore"])
         _add_dataclass(q, ModelConfig, "model")
         _add_dataclass(q, TrainConfig, "training")
+
+    q = sub.add_parser("pretrained-encoder", help="write the encoder that ships with the "
+                                                  "engine (and its model card) to a directory")
+    q.add_argument("--output", required=True, help="model directory to write")
 
     for name in ("predict", "embed"):
         q = sub.add_parser(name, help=f"{name} with a model directory")
@@ -159,6 +204,13 @@ def _run(args) -> int:
         paths = write_example_data(args.output, n_samples=args.n_samples,
                                    n_features=args.n_features, seed=args.seed)
         print("\n".join(str(v) for v in paths.values()))
+        return 0
+    if args.command == "pretrained-encoder":
+        import shutil
+        from . import pretrained
+        pretrained.default_encoder()          # validated; a clear error if it is missing
+        shutil.copytree(pretrained.DEFAULT_DIR, args.output)
+        print(f"written {args.output}", file=sys.stderr)
         return 0
     if args.command in ("pretrain", "train"):
         init_from_env()
@@ -195,7 +247,7 @@ def _train_command(args) -> int:
     from .training.distributed import node_shared, world_info
     mcfg, tcfg = _configs(args)
     table = node_shared(functools.partial(_load_table, args))
-    common = dict(distances=node_shared(functools.partial(_distances, args)), tree=args.tree,
+    common = dict(distances=node_shared(functools.partial(_distances, args)), tree=_trees(args),
                   metric=args.metric, rarefaction_depth=args.rarefaction_depth,
                   groups=_groups(args),
                   checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir)

@@ -180,6 +180,11 @@ class ModelConfig(_Serial):
         "first pretrained on this table's UniFrac (all its samples), then kept fixed. False "
         "fine-tunes the whole model (or trains it from scratch without an encoder).",
         plugin="fit")
+    shipped_encoder: bool = setting(
+        True, "Given no encoder, phylogeny or distance matrix: start from the encoder that "
+        "ships with q2-aam (pretrained on public studies; `qiime aam pretrained-encoder` hands "
+        "it out with its model card) and keep it fixed. False trains the whole model from "
+        "scratch instead.", plugin="fit")
 
     def _validate_together(self):
         if self.embedding_dim % self.attention_heads:
@@ -260,6 +265,11 @@ class TrainConfig(_Serial):
                                         "(0 = off).", lo=0, plugin="train")
     mask_ratio: float = setting(0.15, "Fraction of nucleotides masked for the masked-nucleotide "
                                       "objective.", lo=0, hi=0.9, plugin="train")
+    read_trim: int = setting(
+        0, "Training the encoder: each ASV's read is shortened in every batch by a random "
+        "number of bases up to this (up to 2 of them from its start, the rest from its end), "
+        "as another primer or read length would cut it, so the encoder learns that other trims "
+        "of one region are the same ASV (0 = off).", lo=0, hi=100, plugin="train")
     mask_strategy: str = setting("random", "Masked nucleotides: single bases or spans.",
                                  choices=("random", "span"))
     asv_selection: str = setting(

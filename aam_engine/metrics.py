@@ -56,10 +56,21 @@ def pair_distances(emb, offset: float = 0.0):
     return i, j, offset + np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1))
 
 
-def distance_r2(emb, dist, offset: float = 0.0) -> float:
-    """R² of the model's distances (see pair_distances) against target distances, pairs i < j."""
+def known_pairs(emb, dist, offset: float = 0.0):
+    """(model distances, target distances) of the pairs i < j of ``emb``'s rows whose target
+    in ``dist`` (a [n, n] block) is known: NaN marks two samples no distance source covers
+    together (samples of studies with trees or matrices of their own)."""
     i, j, d = pair_distances(emb, offset)
-    return r2_score(np.asarray(dist)[i, j], d) if len(i) else float("nan")
+    y = np.asarray(dist, float)[i, j]
+    known = np.isfinite(y)
+    return d[known], y[known]
+
+
+def distance_r2(emb, dist, offset: float = 0.0) -> float:
+    """R² of the model's distances (see pair_distances) against target distances, pairs i < j
+    with a known target."""
+    d, y = known_pairs(emb, dist, offset)
+    return r2_score(y, d) if len(y) > 1 else float("nan")
 
 
 def distance_scores(d_model, d_true) -> dict:

@@ -52,10 +52,37 @@ class AAMHistoryFormat(model.TextFileFormat):
                         raise ValidationError(f"history.tsv line {i}: {c!r} is not a number")
 
 
+class AAMModelCardFormat(model.TextFileFormat):
+    """A model card (MODEL_CARD.md): UTF-8 text, carried for people to read."""
+
+    def _validate_(self, level):
+        try:
+            with self.open() as fh:
+                fh.read()
+        except UnicodeDecodeError as e:
+            raise ValidationError(f"MODEL_CARD.md is not UTF-8 text: {e}")
+
+
+class AAMCardJSONFormat(model.TextFileFormat):
+    """The model card's facts (card.json): a JSON object."""
+
+    def _validate_(self, level):
+        try:
+            with self.open() as fh:
+                card = json.load(fh)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValidationError(f"card.json is not valid JSON: {e}")
+        if not isinstance(card, dict):
+            raise ValidationError("card.json must hold a JSON object")
+
+
 class AAMModelDirFmt(model.DirectoryFormat):
     config = model.File("config.json", format=AAMConfigFormat)
     weights = model.File("weights.safetensors", format=SafetensorsFormat)
     history = model.File("history.tsv", format=AAMHistoryFormat, optional=True)
+    # the shipped encoder's card travels inside its artifact
+    card = model.File("MODEL_CARD.md", format=AAMModelCardFormat, optional=True)
+    card_json = model.File("card.json", format=AAMCardJSONFormat, optional=True)
 
     def _validate_(self, level):
         try:

@@ -1,6 +1,7 @@
 """Actions: artifacts -> plain objects -> aam_engine -> artifacts.  No model math here; torch is
 imported only when an action runs (inside aam_engine.api)."""
 
+import shutil
 import sys
 
 import biom
@@ -12,6 +13,7 @@ import skbio
 from aam_engine import api
 from aam_engine.api import ModelBundle, ModelConfig, SampleTable, TrainConfig, declared
 
+from ._formats import AAMModelDirFmt
 from ._params import (CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, with_params)
 
 TYPE_NAME = {"encoder": "AAMModel[SequenceEncoder]", "regression": "AAMModel[SequenceRegressor]",
@@ -31,9 +33,18 @@ def _configs(params: dict):
     return pick(ModelConfig), pick(TrainConfig)
 
 
-def _distances(distance_matrix, phylogeny):
-    return dict(distances=None if distance_matrix is None else
-                (list(distance_matrix.ids), distance_matrix.data), tree=phylogeny)
+def _distances(distance_matrix, phylogeny, study_distance_matrices=None,
+               study_phylogenies=None):
+    """The engine's distance sources: one matrix / tree as such; with per-study ones, lists
+    (pairs are then known within one source: aam_engine.data.distances.PartDistances)."""
+    as_pair = lambda dm: (list(dm.ids), dm.data)
+    matrices = [dm for dm in [distance_matrix] + list(study_distance_matrices or [])
+                if dm is not None]
+    trees = [t for t in [phylogeny] + list(study_phylogenies or []) if t is not None]
+    if len(matrices) + len(trees) > 1:
+        return dict(distances=[as_pair(dm) for dm in matrices] or None, tree=trees or None)
+    return dict(distances=as_pair(matrices[0]) if matrices else None,
+                tree=trees[0] if trees else None)
 
 
 def _groups(validation_groups):
@@ -68,19 +79,36 @@ def _announce(what: str, params: dict):
 @with_params(MODEL, TRAIN, DISTANCE)
 def pretrain(table: biom.Table, sequences: pd.Series = None,
              distance_matrix: skbio.DistanceMatrix = None, phylogeny: skbio.TreeNode = None,
+             study_distance_matrices: skbio.DistanceMatrix = None,
+             study_phylogenies: skbio.TreeNode = None,
              validation_groups: qiime2.CategoricalMetadataColumn = None,
              **params) -> (ModelBundle, pd.DataFrame):
-    if distance_matrix is None and phylogeny is None:
+    if not (distance_matrix is not None or phylogeny is not None or study_distance_matrices
+            or study_phylogenies):
         raise ValueError("pretrain needs sample distances: give a phylogeny (--i-phylogeny, "
-                         "UniFrac is computed from it) or a distance matrix (--i-distance-matrix).")
+                         "UniFrac is computed from it) or a distance matrix (--i-distance-matrix)"
+                         "; for several studies with trees or matrices of their own, "
+                         "--i-study-phylogenies / --i-study-distance-matrices.")
     mcfg, tcfg = _configs(params)
     _announce("pretrain", params)
     bundle = api.pretrain(sample_table(table, sequences), mcfg, tcfg,
                           metric=params["metric"], rarefaction_depth=params["rarefaction_depth"],
                           groups=_groups(validation_groups),
                           checkpoint_dir=params["checkpoint_dir"],
-                          **_distances(distance_matrix, phylogeny))
+                          **_distances(distance_matrix, phylogeny, study_distance_matrices,
+                                       study_phylogenies))
     return bundle, history_frame(bundle)
+
+
+def pretrained_encoder() -> AAMModelDirFmt:
+    """The encoder that ships with q2-aam, with its model card, from package data."""
+    from aam_engine import pretrained
+    pretrained.default_encoder()          # validated (and a clear error if it is missing)
+    out = AAMModelDirFmt()
+    for f in sorted(pretrained.DEFAULT_DIR.iterdir()):
+        if f.is_file():
+            shutil.copyfile(f, out.path / f.name)
+    return out
 
 
 def _fit(task, table, metadata, sequences, encoder, covariates, distance_matrix, phylogeny,

@@ -10,12 +10,12 @@ from q2_types.feature_table import FeatureTable, Frequency
 from q2_types.ordination import PCoAResults
 from q2_types.sample_data import SampleData
 from q2_types.tree import Phylogeny, Rooted
-from qiime2.plugin import (Citations, Float, Int, Metadata, MetadataColumn, Categorical, Numeric,
-                           Plugin, Range, Str, Choices, Visualization)
+from qiime2.plugin import (Citations, Float, Int, List, Metadata, MetadataColumn, Categorical,
+                           Numeric, Plugin, Range, Str, Choices, Visualization)
 
 from . import __version__
-from ._formats import (AAMConfigFormat, AAMHistoryDirFmt, AAMHistoryFormat, AAMModelDirFmt,
-                       SafetensorsFormat)
+from ._formats import (AAMCardJSONFormat, AAMConfigFormat, AAMHistoryDirFmt, AAMHistoryFormat,
+                       AAMModelCardFormat, AAMModelDirFmt, SafetensorsFormat)
 from ._params import (CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, qiime_params)
 from ._types import (AAMModel, AAMTrainingHistory, SequenceClassifier, SequenceEncoder,
                      SequenceRegressor)
@@ -34,8 +34,8 @@ plugin = Plugin(
     citations=[citations["cantrell_aam"]],
 )
 
-plugin.register_formats(AAMConfigFormat, SafetensorsFormat, AAMModelDirFmt, AAMHistoryFormat,
-                        AAMHistoryDirFmt)
+plugin.register_formats(AAMConfigFormat, SafetensorsFormat, AAMModelCardFormat, AAMCardJSONFormat,
+                        AAMModelDirFmt, AAMHistoryFormat, AAMHistoryDirFmt)
 plugin.register_semantic_types(AAMModel, SequenceEncoder, SequenceRegressor, SequenceClassifier,
                                AAMTrainingHistory)
 for _type, _fmt in ((AAMModel[SequenceEncoder], AAMModelDirFmt),
@@ -49,7 +49,8 @@ for _type, _fmt in ((AAMModel[SequenceEncoder], AAMModelDirFmt),
 
 importlib.import_module("q2_aam._transformers")
 from ._methods import (embed, feature_importance, fit_classifier, fit_regressor,  # noqa: E402
-                       predict_classification, predict_regression, pretrain)
+                       predict_classification, predict_regression, pretrain,
+                       pretrained_encoder)
 from ._pipelines import classify_samples, regress_samples  # noqa: E402
 from ._visualizers import summarize  # noqa: E402
 from . import _examples as ex  # noqa: E402
@@ -79,11 +80,23 @@ p, d = qiime_params(MODEL, TRAIN, DISTANCE)
 plugin.methods.register_function(
     function=pretrain,
     inputs={"table": T_TABLE, "sequences": FeatureData[Sequence],
-            "distance_matrix": DistanceMatrix, "phylogeny": Phylogeny[Rooted]},
+            "distance_matrix": DistanceMatrix, "phylogeny": Phylogeny[Rooted],
+            "study_distance_matrices": List[DistanceMatrix],
+            "study_phylogenies": List[Phylogeny[Rooted]]},
     parameters={**p, **GROUPS_PARAM},
     outputs=[("model", AAMModel[SequenceEncoder]), HIST_OUT],
-    input_descriptions={k: IN_DESC[k] for k in ("table", "sequences", "distance_matrix",
-                                                 "phylogeny")},
+    input_descriptions={
+        **{k: IN_DESC[k] for k in ("table", "sequences", "distance_matrix", "phylogeny")},
+        "table": IN_DESC["table"] + " Several studies: merge their tables first "
+                 "(`qiime feature-table merge`, and `merge-seqs` for their sequences); one "
+                 "phylogeny that covers them all gives UniFrac across studies too.",
+        "study_distance_matrices": "Several studies, each with distances of its own: one "
+                                   "matrix per study; a sample takes its distances from the "
+                                   "matrix that holds it, and only pairs within one matrix are "
+                                   "compared.",
+        "study_phylogenies": "Several studies, each with a tree of its own: a sample takes its "
+                             "UniFrac from the tree whose tips carry most of its reads, and "
+                             "only pairs on one tree are compared."},
     parameter_descriptions={**d, **GROUPS_DESC},
     output_descriptions={"model": "The pretrained encoder.", "history": HIST_DESC},
     name="Pretrain an AAM encoder on UniFrac and masked nucleotides",
@@ -93,6 +106,22 @@ plugin.methods.register_function(
     citations=[citations["lozupone2005unifrac"], citations["mcdonald2018striped"],
                citations["vaswani2017attention"], citations["paszke2019pytorch"]],
     examples={"pretrain_from_phylogeny": ex.pretrain_example},
+)
+
+plugin.methods.register_function(
+    function=pretrained_encoder,
+    inputs={},
+    parameters={},
+    outputs=[("encoder", AAMModel[SequenceEncoder])],
+    output_descriptions={"encoder": "The encoder that ships with q2-aam, its model card "
+                                    "(MODEL_CARD.md, card.json) inside the artifact."},
+    name="The encoder pretrained on public studies",
+    description="Hands out the AAM encoder that ships with q2-aam, pretrained on the UniFrac "
+                "distances of public 16S studies (Greengenes 13_8 OTUs read as their V4 "
+                "sequences, CC BY-SA 3.0; see its model card: `qiime tools export` and "
+                "MODEL_CARD.md). No network is needed. fit-regressor / fit-classifier start "
+                "from it when given no encoder, phylogeny or distance matrix.",
+    citations=[citations["desantis2006greengenes"], citations["mcdonald2012greengenes"]],
 )
 
 for kind, col_type, extra, out_type, func, example in (

@@ -11,9 +11,9 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .keyed import MASK, SELECT, as_key, uniform
+from .keyed import MASK, SELECT, TRIM, as_key, uniform
 from .table import SampleTable
-from .tokenizer import mask_tokens
+from .tokenizer import PAD, mask_tokens
 
 
 @dataclass
@@ -51,6 +51,29 @@ class Batch:
         return out
 
 
+MIN_TRIMMED_BP = 20
+MAX_START_TRIM = 2
+
+
+def trim_reads(tokens, read_trim: int, u) -> np.ndarray:
+    """Tokens [U, L] (START, bases, PAD) with each row's read shortened by a random number of
+    bases up to ``read_trim`` (u[:, 0]), of which up to MAX_START_TRIM come off its start
+    (u[:, 1]; a primer that ends a base later) and the rest off its end (a shorter read);
+    at least MIN_TRIMMED_BP bases stay."""
+    n = (tokens[:, 1:] != PAD).sum(1)
+    cut = np.minimum(np.floor(u[:, 0] * (read_trim + 1)).astype(np.int64),
+                     np.maximum(n - MIN_TRIMMED_BP, 0))
+    start = np.minimum(np.floor(u[:, 1] * (MAX_START_TRIM + 1)).astype(np.int64), cut)
+    keep = n - cut
+    L = tokens.shape[1] - 1
+    pos = np.arange(L)[None, :]
+    src = np.minimum(pos + start[:, None], L - 1) + 1
+    bases = np.take_along_axis(tokens, src, 1)
+    out = tokens.copy()
+    out[:, 1:] = np.where(pos < keep[:, None], bases, PAD)
+    return out
+
+
 class MatrixDistances:
     """Distances given as a whole [n, n] matrix (a user's DistanceMatrix), aligned to the
     table's samples.  ``block(rows)`` is the interface every distance source offers; the other
@@ -80,7 +103,7 @@ class BatchBuilder:
 
     def __init__(self, table: SampleTable, token_limit: int = 1024, max_bp: int = 150,
                  selection: str = "abundance", distances=None, targets=None, covariates=None,
-                 mask_ratio: float = 0.0, mask_strategy: str = "random"):
+                 mask_ratio: float = 0.0, mask_strategy: str = "random", read_trim: int = 0):
         # token_limit / selection come from a validated configuration (aam_engine.config)
         self.table = table
         self.token_limit = int(token_limit)
@@ -97,6 +120,7 @@ class BatchBuilder:
                 raise ValueError(f"{name} has {len(arr)} rows for {table.n_samples} samples")
         self.mask_ratio = float(mask_ratio)
         self.mask_strategy = mask_strategy
+        self.read_trim = int(read_trim)
         # tokenized once per table (uint8, kept and shared with it); a batch gathers rows
         self.feature_tokens = table.tokens(self.max_bp)
         # each feature's identity, from the tokens the model reads (unmasked): CRC-32 of its
@@ -126,12 +150,15 @@ class BatchBuilder:
         order = np.lexsort((feats, -cnts))
         return feats[order], cnts[order]
 
-    def build(self, rows, key=None, mask: bool = False, distance_rows=None) -> Batch:
+    def build(self, rows, key=None, mask: bool = False, distance_rows=None,
+              trim: bool = False) -> Batch:
         """The batch of samples ``rows``.  ``key`` (an int, ints, or a numpy Generator to draw
         one from; see data.keyed) fixes ASV subsampling and nucleotide masks per sample and per
         ASV, so a process that builds only its share of a global batch draws what one process
         building all of it would.  ``distance_rows`` (default ``rows``): the samples whose
-        distance block the batch carries, e.g. the whole global batch for a rank's share."""
+        distance block the batch carries, e.g. the whole global batch for a rank's share.
+        ``trim`` (training, with read_trim > 0): every unique ASV's read is cut short as
+        another primer or read length would cut it (see trim_reads)."""
         rows = np.asarray(rows, dtype=np.int64)
         key = as_key(key)
         picked = [self.select(r, key) for r in rows]
@@ -150,6 +177,9 @@ class BatchBuilder:
             smask[b, :n] = True
             pos += n
         tokens = self.feature_tokens[unique].astype(np.int64)
+        if trim and self.read_trim and key is not None:
+            tokens = trim_reads(tokens, self.read_trim, uniform(key + (TRIM,), unique[:, None],
+                                                                 np.arange(2)))
         nuc_targets = None
         if mask and self.mask_ratio > 0:
             if key is None:

@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .table import SampleTable, first_few
-
-UNIFRAC_METRICS = ("unweighted", "weighted_normalized", "weighted_unnormalized")
+from .unifrac_batch import UNIFRAC_METRICS, BatchUniFrac
 
 
 def check_distance_matrix(ids, matrix, tol: float = 1e-6) -> tuple[list[str], np.ndarray]:
@@ -121,7 +120,6 @@ def tree_for_table(table: SampleTable, tree):
 
 def batch_unifrac(table: SampleTable, tree, metric: str = "unweighted"):
     """(filtered table, BatchUniFrac): UniFrac computed per batch, memory linear in samples."""
-    from .unifrac_batch import BatchUniFrac
     if metric not in UNIFRAC_METRICS:       # before the tree is read and cut
         raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
     table, pruned = tree_for_table(table, tree)
@@ -151,3 +149,94 @@ def compute_unifrac(table: SampleTable, tree, metric: str = "unweighted",
         fn = getattr(unifrac, metric)
         dm = fn(tpath, npath, threads=threads) if "threads" in fn.__code__.co_varnames else fn(tpath, npath)
     return table, align_distances(list(dm.ids), dm.data, table.sample_ids)
+
+
+class PartDistances:
+    """Distances known only within parts of the table's samples: each part (e.g. a study with
+    a tree or a distance matrix of its own) has its own source (``block(local rows)``).  A
+    block holds NaN for a pair of samples of different parts (or of no part): the pair loss
+    and the distance metrics skip such pairs."""
+
+    def __init__(self, n_samples: int, parts):
+        """``parts``: [(table rows of the part, its distance source over those rows, in that
+        order)]; a row in two parts is an error."""
+        self.part_of = np.full(n_samples, -1, dtype=np.int64)
+        self.local = np.full(n_samples, -1, dtype=np.int64)
+        self.sources = []
+        for k, (rows, source) in enumerate(parts):
+            rows = np.asarray(rows, dtype=np.int64)
+            if (self.part_of[rows] >= 0).any():
+                raise ValueError("a sample has distances from two sources; give each sample's "
+                                 "distances once (one matrix or tree per study)")
+            self.part_of[rows] = k
+            self.local[rows] = np.arange(len(rows))
+            self.sources.append(source)
+
+    def __len__(self):
+        return len(self.part_of)
+
+    def block(self, rows) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.full((len(rows), len(rows)), np.nan, dtype=np.float32)
+        part = self.part_of[rows]
+        for k in np.unique(part[part >= 0]):
+            idx = np.flatnonzero(part == k)
+            out[np.ix_(idx, idx)] = self.sources[k].block(self.local[rows[idx]])
+        return out
+
+
+def _read_tree(tree):
+    import skbio
+    return tree if isinstance(tree, skbio.TreeNode) else skbio.TreeNode.read(str(tree),
+                                                                             format="newick")
+
+
+def part_distances(table: SampleTable, matrices=(), trees=(), metric: str = "unweighted"):
+    """PartDistances from several distance matrices ((ids, matrix) each: a sample takes its
+    distances from the one that holds it) and / or several rooted trees (a sample takes the
+    tree whose tips carry the most of its reads; UniFrac from the reads on that tree's tips,
+    features elsewhere left out of its distances but not out of the table).  Pairs are known
+    within one source only.  Samples no source covers keep no distances (warned)."""
+    from .batching import MatrixDistances
+    if metric not in UNIFRAC_METRICS:
+        raise ValueError(f"UniFrac metric must be one of {UNIFRAC_METRICS}, got {metric!r}")
+    owner = np.full(table.n_samples, -1, dtype=np.int64)
+    parts = []
+    for ids, m in matrices:
+        ids, m = check_distance_matrix(ids, m)
+        present = [s for s in ids if s in table._sample_index]
+        if not present:
+            continue
+        rows = table.index_of(present)
+        clash = [table.sample_ids[r] for r in rows if owner[r] >= 0]
+        if clash:
+            raise ValueError(f"{len(clash)} sample(s) are in two distance matrices: "
+                             f"{first_few(clash)}. Give each sample's distances once.")
+        owner[rows] = len(parts)
+        parts.append((rows, MatrixDistances(align_distances(ids, m, present))))
+    trees = [_read_tree(t) for t in trees]
+    if trees:
+        free = np.flatnonzero(owner < 0)
+        counts = table.counts[free]
+        reads = np.zeros((len(trees), len(free)))
+        tips = [tree_tips(t) for t in trees]
+        for k, tp in enumerate(tips):
+            on = np.array([f in tp for f in table.feature_ids], dtype=np.float64)
+            reads[k] = counts @ on
+        best = reads.argmax(0)
+        for k, tree in enumerate(trees):
+            rows = free[(best == k) & (reads[k] > 0)]
+            if not len(rows):
+                continue
+            sub = table.subset([table.sample_ids[r] for r in rows])
+            sub, pruned = tree_for_table(sub, tree)
+            owner[rows] = len(parts)
+            parts.append((rows, BatchUniFrac(sub, pruned, metric)))
+    uncovered = [table.sample_ids[r] for r in np.flatnonzero(owner < 0)]
+    if len(uncovered) == table.n_samples:
+        raise ValueError("No sample of the table is covered by the distance matrices or trees "
+                         "given: check that they belong to this table.")
+    if uncovered:
+        warnings.warn(f"{len(uncovered)} sample(s) are in no distance matrix and on no tree; "
+                      f"they train without distances: {first_few(uncovered)}", stacklevel=2)
+    return PartDistances(table.n_samples, parts)

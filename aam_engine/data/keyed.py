@@ -16,7 +16,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 # stream tags: the same key gives unrelated numbers to different uses
-SELECT, MASK = 1, 2
+SELECT, MASK, TRIM = 1, 2, 3
 
 
 def _mix(z):

@@ -252,6 +252,46 @@ class SampleTable:
         return split_ids(list(sample_ids or self.sample_ids), validation_fraction, seed, groups)
 
 
+def merge_tables(tables, names=None) -> tuple[SampleTable, dict[str, str]]:
+    """One table from several (e.g. one per study): features joined by ID (an ID shared by two
+    tables must carry one sequence), sample IDs unique across them.  Returns (the table,
+    {sample ID: the name of its table}); ``names`` default to 'table1', 'table2', ..."""
+    tables = list(tables)
+    names = [str(n) for n in names] if names else [f"table{k + 1}" for k in range(len(tables))]
+    if len(names) != len(tables) or len(set(names)) != len(names):
+        raise ValueError(f"give one distinct name per table; got {names} for {len(tables)}")
+    if len(tables) == 1:
+        return tables[0], {s: names[0] for s in tables[0].sample_ids}
+    column, seq_of, study = {}, {}, {}
+    for name, t in zip(names, tables):
+        clash = [f"{f} ({name}: {s[:12]}..., {seq_of[f][1]}: {seq_of[f][0][:12]}...)"
+                 for f, s in zip(t.feature_ids, t.sequences)
+                 if f in seq_of and seq_of[f][0] != s]
+        if clash:
+            raise ValueError(f"{len(clash)} feature ID(s) carry different sequences in two "
+                             f"tables: {first_few(clash, 3)}. Give every feature one sequence "
+                             "(e.g. hash IDs of the sequences, as DADA2 does).")
+        for f, s in zip(t.feature_ids, t.sequences):
+            if f not in column:
+                column[f] = len(column)
+                seq_of[f] = (s, name)
+        dup = [s for s in t.sample_ids if s in study]
+        if dup:
+            raise ValueError(f"{len(dup)} sample ID(s) of table {name!r} are also in table "
+                             f"{study[dup[0]]!r}: {first_few(dup)}. Sample IDs must be unique "
+                             "across the tables (prefix them with the study).")
+        study.update({s: name for s in t.sample_ids})
+    blocks = []
+    for t in tables:
+        coo = t.counts.tocoo()
+        cols = np.array([column[f] for f in t.feature_ids], dtype=np.int64)[coo.col]
+        blocks.append(sp.csr_matrix((coo.data, (coo.row, cols)),
+                                    shape=(t.n_samples, len(column))))
+    features = list(column)
+    return (SampleTable(sp.vstack(blocks).tocsr(), [s for t in tables for s in t.sample_ids],
+                        features, [seq_of[f][0] for f in features]), study)
+
+
 def _biom_subsample(bt, depth: int, seed: int):
     """biom's subsample, seeded: newer biom takes ``seed``; 2.1.12 (Debian) draws from numpy's
     global RNG, which is seeded here and restored afterwards."""

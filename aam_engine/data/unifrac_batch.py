@@ -16,8 +16,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import sparse
 
-from .distances import UNIFRAC_METRICS
 from .table import SampleTable, first_few
+
+UNIFRAC_METRICS = ("unweighted", "weighted_normalized", "weighted_unnormalized")
 
 
 class BatchUniFrac:

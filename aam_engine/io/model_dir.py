@@ -18,7 +18,9 @@ from .. import FORMAT_VERSION, __version__
 from ..config import ModelConfig, TrainConfig
 
 CONFIG, WEIGHTS, HISTORY = "config.json", "weights.safetensors", "history.tsv"
-ALLOWED_FILES = {CONFIG, WEIGHTS, HISTORY}
+# a model card (a shipped encoder's: data, licences, held-out results) may travel with a model
+CARD, CARD_JSON = "MODEL_CARD.md", "card.json"
+ALLOWED_FILES = {CONFIG, WEIGHTS, HISTORY, CARD, CARD_JSON}
 REQUIRED_KEYS = ("format", "format_version", "engine_version", "model", "training", "target",
                  "covariates")
 FORMAT_NAME = "q2-aam-model"
@@ -229,6 +231,12 @@ def validate_model_dir(path, level: str = "max") -> dict:
     for req in (CONFIG, WEIGHTS):
         if req not in names:
             raise ValueError(f"The model directory has no {req}")
+    if CARD_JSON in names:
+        try:
+            if not isinstance(json.loads((path / CARD_JSON).read_text()), dict):
+                raise ValueError(f"{CARD_JSON} must hold a JSON object")
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"{CARD_JSON} is not valid JSON: {e}") from None
     try:
         cfg = json.loads((path / CONFIG).read_text())
     except (UnicodeDecodeError, json.JSONDecodeError) as e:

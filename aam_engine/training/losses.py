@@ -14,14 +14,21 @@ def pairwise_distances(emb):
 
 def pairwise_loss(emb, target, offset=0.0):
     """MSE between the model's distances (``offset`` + embedding distance) and UniFrac over
-    the off-diagonal pairs (i < j).
+    the off-diagonal pairs (i < j) that have a distance: a NaN target (two samples of
+    studies that no one tree or matrix covers) is no pair.
 
     No squashing, no clipping, any batch size >= 2 (a single sample has no pair: loss 0)."""
     n = emb.shape[0]
     if n < 2:
         return emb.float().sum() * 0.0
     i, j = torch.triu_indices(n, n, 1, device=emb.device)
-    return F.mse_loss(pairwise_distances(emb)[i, j] + offset, target.float()[i, j])
+    y = target.float()[i, j]
+    known = torch.isfinite(y)
+    if not bool(known.all()):
+        if not bool(known.any()):
+            return emb.float().sum() * 0.0
+        i, j, y = i[known], j[known], y[known]
+    return F.mse_loss(pairwise_distances(emb)[i, j] + offset, y)
 
 
 def nucleotide_loss(logits, targets):

@@ -19,7 +19,7 @@ from ..config import TrainConfig
 from ..data.batching import Batch, BatchBuilder
 from . import losses as L
 from .distributed import gather_with_grad, world_info
-from ..metrics import (accuracy, capped_rows, fit_distance_mix, macro_f1, mae, pair_distances,
+from ..metrics import (accuracy, capped_rows, fit_distance_mix, known_pairs, macro_f1, mae,
                        r2_score)
 from ..models.aam import head_blocks
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
@@ -87,9 +87,11 @@ def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
     emb, learned = run_model(model, builder, rows, device, asv_cache,
                              ("embedding", "learned_embedding"))
     sketch = emb[:, -K:] / float(model.sketch_scale.log_scale.detach().exp())
-    i, j, dl = pair_distances(learned)
-    ds = pair_distances(sketch)[2]
-    y = builder.distances.block(rows)[i, j].astype(float)
+    block = builder.distances.block(rows)
+    dl, y = known_pairs(learned, block)
+    ds = known_pairs(sketch, block)[0]
+    if len(y) < 3:
+        return None
     offset, c, b = fit_distance_mix(dl, ds, y)
     c, b = max(c, 1e-6), max(b, 1e-6)
     with torch.no_grad():
@@ -196,10 +198,9 @@ class Trainer:
             ("head_features",) if self.use_target else ())
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
         if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its scale
-            i, j, d = pair_distances(outs[0])
-            target = self.data.builder.distances.block(rows)[i, j]
-            offset = float(np.percentile(target, 1))
-            d, target = d.mean(), target.mean()
+            d, target = known_pairs(outs[0], self.data.builder.distances.block(rows))
+            offset = float(np.percentile(target, 1)) if len(target) else 0.0
+            d, target = (d.mean(), target.mean()) if len(target) else (0.0, 0.0)
             if d > 0 and target > offset:
                 model.embed_offset.offset.fill_(offset)
                 model.embed_scale.log_scale += float(np.log((target - offset) / d))
@@ -318,7 +319,7 @@ class Trainer:
             # keyed on (seed, epoch, step): the same draws per sample / ASV on any world size;
             # the distance block is the global batch's, for the pair loss over gathered rows
             batch = b.build(self._share(rows[lo:hi]), (cfg.random_seed, epoch, i),
-                            mask=self.use_nuc, distance_rows=rows[lo:hi])
+                            mask=self.use_nuc, distance_rows=rows[lo:hi], trim=not self.frozen)
             t = self._to_device(batch)
             out, total, parts = self._run(t, train=True)
             finite = torch.isfinite(total.detach())
@@ -417,10 +418,9 @@ class Trainer:
         emb = np.concatenate(embs)
         if self.use_pair:
             keep = capped_rows(len(rows))
-            i, j, d = pair_distances(emb[keep], offset)      # once, for both scores
-            D = b.distances.block(rows[keep])[i, j]
-            res["val_pair"] = float(np.mean((d - D) ** 2)) if len(i) else 0.0
-            res["val_unifrac_r2"] = r2_score(D, d) if len(i) else float("nan")
+            d, D = known_pairs(emb[keep], b.distances.block(rows[keep]), offset)
+            res["val_pair"] = float(np.mean((d - D) ** 2)) if len(D) else 0.0
+            res["val_unifrac_r2"] = r2_score(D, d) if len(D) > 1 else float("nan")
         if self.use_target:
             p, y = torch.cat(preds), np.concatenate(targets)
             yt = torch.as_tensor(y, dtype=torch.float32 if self.data.task == "regression"

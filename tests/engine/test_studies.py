@@ -1,0 +1,197 @@
+"""Pretraining on several studies at once: the corpus builder, merged tables, distances known
+within parts of the samples only, reads of other trims, and the encoder that ships."""
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from aam_engine import api
+from aam_engine.data import (BatchBuilder, PartDistances, SampleTable, compute_unifrac, load_biom,
+                             merge_tables, read_fasta)
+from aam_engine.data.batching import MIN_TRIMMED_BP, trim_reads
+from aam_engine.data.tokenizer import PAD, START, tokenize
+from aam_engine.training.losses import pairwise_loss
+
+from ..conftest import shared_data
+
+ROOT = Path(__file__).resolve().parents[2]
+SLICE = ("mlrepo-bacteremia", "mlrepo-bushman-cafe", "mlrepo-cho")
+TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit=48)
+
+
+def _build(out, **kw):
+    sys.path.insert(0, str(ROOT / "pretrained"))
+    try:
+        import build_corpus
+    finally:
+        sys.path.pop(0)
+    pytest.importorskip("qiime_default_reference",
+                        reason="qiime-default-reference (the Greengenes sequences and tree) is "
+                               "not installed; ci/setup.sh installs it")
+    return build_corpus.build(shared_data("corpus"), out, build_corpus.Reference(None),
+                              log=lambda m: None, **kw)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    out = tmp_path_factory.mktemp("corpus")
+    return out, _build(out, studies=SLICE, max_samples=12, read_length=100)
+
+
+def test_corpus_builder_maps_cuts_and_is_deterministic(corpus, tmp_path):
+    out, manifest = corpus
+    assert sorted(manifest["studies"]) == sorted(SLICE)
+    seqs = read_fasta(out / "sequences.fasta")
+    assert len(seqs) == manifest["otus"] > 100
+    assert {len(s) for s in seqs.values()} == {100}             # the V4 read, cut to 100
+    # V4 reads after 515F start like the Deblur tables of the shared data: TAC(G/N)...
+    assert np.mean([s.startswith("TAC") for s in seqs.values()]) > 0.9
+    import skbio
+    tips = {t.name for t in skbio.TreeNode.read(str(out / "tree.nwk")).tips()}
+    assert tips == set(seqs)
+    total = 0
+    for s, rec in manifest["studies"].items():
+        t = load_biom(out / s / "table.biom", seqs)
+        assert t.n_samples == rec["samples"] <= 12 and t.n_features == rec["otus"]
+        assert (t.depths() >= manifest["min_depth"]).all()
+        assert 0.5 < rec["fraction_reads_kept"] <= 1
+        total += t.n_samples
+    assert manifest["samples"] == total
+    again = _build(tmp_path / "again", studies=SLICE, max_samples=12, read_length=100)
+    assert again["files"] == manifest["files"]                   # same checksums
+
+
+def test_merge_tables_joins_features_and_names_clashes():
+    a = SampleTable.from_arrays(np.array([[1, 2]]), ["s1"], ["f1", "f2"],
+                                {"f1": "ACGT" * 5, "f2": "GGCC" * 5})
+    b = SampleTable.from_arrays(np.array([[3, 4]]), ["s2"], ["f2", "f3"],
+                                {"f2": "GGCC" * 5, "f3": "TTAA" * 5})
+    t, study = merge_tables([a, b], ["A", "B"])
+    assert t.feature_ids == ["f1", "f2", "f3"] and study == {"s1": "A", "s2": "B"}
+    assert t.counts.toarray().tolist() == [[1, 2, 0], [0, 3, 4]]
+    with pytest.raises(ValueError, match="also in table 'A'"):
+        merge_tables([a, a], ["A", "B"])
+    c = SampleTable.from_arrays(np.array([[1]]), ["s3"], ["f1"], {"f1": "TTTT" * 5})
+    with pytest.raises(ValueError, match="different sequences"):
+        merge_tables([a, c], ["A", "C"])
+
+
+def test_part_distances_know_pairs_within_a_part_only():
+    m1 = np.array([[0, .3], [.3, 0]])
+    m2 = np.array([[0, .5, .6], [.5, 0, .7], [.6, .7, 0]])
+
+    class M:
+        def __init__(self, m):
+            self.m = m
+
+        def block(self, rows):
+            return self.m[np.ix_(rows, rows)]
+    d = PartDistances(6, [(np.array([0, 2]), M(m1)), (np.array([1, 3, 4]), M(m2))])
+    block = d.block(np.array([0, 1, 2, 3, 5]))
+    assert block[0, 2] == pytest.approx(.3) and block[1, 3] == pytest.approx(.5)
+    assert np.isnan(block[0, 1]) and np.isnan(block[0, 4]) and np.isnan(block[2, 3])
+    # the pair loss reads the known pairs only; none known: 0 (and a finite gradient)
+    emb = torch.randn(5, 4, requires_grad=True)
+    loss = pairwise_loss(emb, torch.as_tensor(block))
+    known = pairwise_loss(emb[[0, 2]], torch.as_tensor(block[np.ix_([0, 2], [0, 2])]))
+    loss2 = pairwise_loss(emb[[1, 3]], torch.as_tensor(block[np.ix_([1, 3], [1, 3])]))
+    assert float(loss.detach()) == pytest.approx((float(known.detach()) + float(loss2.detach())) / 2,
+                                                 rel=1e-5)
+    none = pairwise_loss(emb[[0, 1]], torch.as_tensor(block[np.ix_([0, 1], [0, 1])]))
+    none.backward()
+    assert float(none) == 0 and torch.isfinite(emb.grad).all()
+
+
+def test_trim_reads_shortens_from_both_ends_as_drawn():
+    seqs = ["ACGTACGTAC" * 10, "TTGCA" * 6]
+    tok = tokenize(seqs, 100)
+    u = np.array([[0.999, 0.999], [0.0, 0.0]])
+    out = trim_reads(tok, 10, u)
+    n = (out[:, 1:] != PAD).sum(1)
+    assert n.tolist() == [90, 30]                   # 10 cut; none cut
+    assert (out[:, 0] == START).all()
+    assert (out[0, 1:91] == tok[0, 3:93]).all()     # 2 from the start, 8 from the end
+    short = trim_reads(tokenize(["ACGT" * 6], 100), 50, np.array([[0.999, 0.5]]))
+    assert (short[0, 1:] != PAD).sum() == MIN_TRIMMED_BP
+
+
+def test_trimmed_batches_only_when_training(example):
+    table, _, _ = example
+    b = BatchBuilder(table, 64, 60, read_trim=8)
+    plain, trimmed = b.build(np.arange(4), (0, 0, 0)), b.build(np.arange(4), (0, 0, 0), trim=True)
+    assert (plain.tokens == b.feature_tokens[plain.unique_features]).all()
+    lengths = lambda t: (t[:, 1:] != PAD).sum(1)
+    assert (lengths(trimmed.tokens) <= lengths(plain.tokens)).all()
+    assert (lengths(trimmed.tokens) < lengths(plain.tokens)).mean() > 0.5
+    again = b.build(np.arange(4), (0, 0, 0), trim=True)
+    assert (again.tokens == trimmed.tokens).all()          # keyed: the same draw
+
+
+def test_pretrain_on_studies_with_trees_of_their_own():
+    """sleep-apnea and pd-mice, each with its own tree: pairs within a study only, and the
+    learned distances fit both better than the untrained encoder's."""
+    parts, trees = [], []
+    for name, fasta in (("sleep-apnea", "seqs.fasta"), ("pd-mice", "seqs.fasta")):
+        d = shared_data(name)
+        parts.append(load_biom(d / "table.biom", read_fasta(d / fasta)).rarefy(1000))
+        trees.append(str(d / "tree.nwk"))
+    table, study = merge_tables(parts, ["sleep-apnea", "pd-mice"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _, dist = api.resolve_distances(table, tree=trees)
+    block = dist.block(np.arange(table.n_samples))
+    same = np.array([[study[a] == study[b] for b in table.sample_ids] for a in table.sample_ids])
+    assert np.isfinite(block[same]).all() and np.isnan(block[~same]).all()
+    mc = api.ModelConfig(max_bp=100, set_sketch=0, **TINY)
+    tc = api.TrainConfig(epochs=3, batch_size=16, progress=False, validation_fraction=0.2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        enc = api.pretrain(table, mc, tc, tree=trees)
+        untrained = api.pretrain(table, mc, api.TrainConfig(epochs=1, batch_size=16,
+                                                             learning_rate=1e-12,
+                                                             progress=False,
+                                                             validation_fraction=0.2),
+                                 tree=trees)
+    r2 = lambda b: b.history[-1]["val_unifrac_r2"]
+    # the untrained encoder is calibrated (offset and scale) and reads k-mer profiles: 0.53;
+    # trained 3 epochs: 0.57
+    assert np.isfinite(r2(enc)) and r2(enc) > r2(untrained) + 0.02
+
+
+def test_engine_cli_pretrains_on_three_studies(corpus, tmp_path):
+    out, manifest = corpus
+    args = [sys.executable, "-m", "aam_engine", "pretrain", "--sequences",
+            str(out / "sequences.fasta"), "--tree", str(out / "tree.nwk"),
+            "--output", str(tmp_path / "enc"), "--epochs", "1", "--batch-size", "8",
+            "--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
+            "--token-limit", "32", "--progress", "false"]
+    for s in SLICE:
+        args += ["--table", str(out / s / "table.biom")]
+    r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-2000:]
+    cfg = json.loads((tmp_path / "enc" / "config.json").read_text())
+    assert cfg["extra"]["n_samples"] == manifest["samples"]
+
+
+def test_shipped_encoder_matches_its_card():
+    import hashlib
+
+    from aam_engine import pretrained
+    assert pretrained.available(), "the shipped encoder is missing: run `make pretrained`"
+    card = pretrained.card()
+    weights = (pretrained.DEFAULT_DIR / "weights.safetensors").read_bytes()
+    assert hashlib.sha256(weights).hexdigest() == card["weights_sha256"]
+    assert len(weights) == card["weights_bytes"] <= 20 * 2 ** 20
+    enc = pretrained.default_encoder()
+    assert enc.task == "encoder"
+    assert {k: getattr(enc.model_config, k) for k in card["model"]} == card["model"]
+    text = (pretrained.DEFAULT_DIR / "MODEL_CARD.md").read_text()
+    assert "CC BY-SA 3.0" in text and card["commit"] in text
+    for s in card["corpus"]["studies"]:
+        assert s in text
+    assert set(card["held_out"]["held_out_studies"]) == set(card["corpus"]["held_out_studies"])
