@@ -6,19 +6,26 @@ a head for each target with the plugin's defaults (only the model size is CPU-si
   AAM       the fine-tuned model (engine defaults = plugin defaults);
   probe     logistic / ridge regression on the frozen encoder's standardised embeddings
             (their learned part: without the sketch of the ASV set, see set_sketch);
-  RF        RandomForest with q2-sample-classifier's defaults on the raw counts.
+  baselines the random forest tuned by inner grouped CV, the L2 linear model on CLR abundances
+            and q2-sample-classifier's random forest (bench/baselines.py), on the raw counts.
 Metrics on held-out samples only; the fraction of test predictions equal to the most common
 one ('const') sits beside every classifier; the encoder's held-out UniFrac fit (R², Pearson,
 Spearman) and optimizer steps / wall time beside AAM.  Splits are grouped by subject wherever
 subjects repeat (several seeds; with two subjects, each one held out in turn), plus plain
 random splits on ibd-2538 to show the leakage.
 
-    python bench/accuracy.py                                  # every dataset, 3 seeds
+    python bench/accuracy.py                                  # development splits (3 seeds)
+    python bench/accuracy.py --splits report --tag report     # report splits (5 seeds)
     python bench/accuracy.py --datasets sleep-apnea --seeds 0 # quick look
     python bench/accuracy.py --datasets sleep-apnea --set nuc_penalty=1 --tag nuc1   # ablation
 
 ``--set key=value`` overrides one engine default (model or training setting) for AAM, so an
-ablation row differs from the default row in exactly one setting.  Results go to
+ablation row differs from the default row in exactly one setting.
+
+Two sets of split seeds: the development seeds (DEV_SEEDS; ablations and default choices may
+look at them) and the report seeds (REPORT_SEEDS; run only to publish a release's numbers,
+never to choose anything).  The defaults were chosen on the development splits of these same
+datasets.  Results go to
 bench/results/accuracy[-TAG].json and .md.
 """
 from __future__ import annotations
@@ -35,6 +42,8 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from baselines import BASELINES, NAMES as BASELINE_NAMES  # noqa: E402
 sys.path.insert(0, str(ROOT))
 DATA = Path(os.environ.get("AAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
 RESULTS = ROOT / "bench" / "results"
@@ -51,9 +60,12 @@ DATASETS = {
     "moving-pictures-dada2": dict(table="table.biom", sequences="seqs.fasta", tree="tree.nwk",
                                   depth=1100, group="subject", targets=[("body-site", True)],
                                   grouped="one subject out"),
+    # two donors: donor_status is donor identity, not disease; left out of the default run
     "pd-mice": dict(table="table.biom", sequences="seqs.fasta", tree="tree.nwk", depth=1000,
                     group="mouse_id", targets=[("donor_status", True)]),
 }
+DEFAULT_DATASETS = ("ibd-2538", "sleep-apnea", "moving-pictures-dada2")
+DEV_SEEDS, REPORT_SEEDS = "0,1,2", "100,101,102,103,104"
 # CPU-sized model: the only settings that differ from the plugin's defaults (plus epochs)
 CPU_SIZE = dict(embedding_dim=64, attention_heads=4, attention_layers=2, token_limit=256)
 
@@ -99,13 +111,6 @@ def scores(y, p, classify):
         return {"accuracy": accuracy(yi, pi), "macro_f1": macro_f1(yi, pi),
                 "balanced_accuracy": balanced_accuracy(yi, pi), "const": constant_fraction(pi)}
     return {"mae": mae(y, p), "r2": r2_score(y, p)}
-
-
-def rf(train_X, train_y, test_X, classify: bool, seed: int):
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
-    cls = RandomForestClassifier if classify else RandomForestRegressor
-    m = cls(n_estimators=100, random_state=seed, n_jobs=1)   # q2-sample-classifier defaults
-    return m.fit(train_X, train_y).predict(test_X)
 
 
 def probe(emb_tr, y_tr, emb_te, classify: bool):
@@ -237,8 +242,12 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
             "probe": scores(y_te, list(probe(emb_tr[[pos_tr[s] for s in tr_ok]], y_tr,
                                              emb_te[[pos_te[s] for s in out[0]]], classify)),
                             classify),
-            "rf": scores(y_te, list(rf(X[table.index_of(tr_ok)], y_tr,
-                                       X[table.index_of(out[0])], classify, seed)), classify)}
+        }
+        g_tr = None if groups is None else np.array([groups[s] for s in tr_ok])
+        for b, fn in BASELINES.items():
+            pred, chosen = fn(X[table.index_of(tr_ok)], np.array(y_tr),
+                              X[table.index_of(out[0])], classify, g_tr, seed)
+            rec["targets"][target][b] = {**scores(y_te, list(pred), classify), **chosen}
     rec["minutes"] = (time.time() - t0) / 60
     return rec
 
@@ -246,8 +255,11 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--datasets", default=",".join(DEFAULT_DATASETS))
+    ap.add_argument("--splits", choices=("dev", "report"), default="dev",
+                    help="development seeds (%s) or report seeds (%s; publishing only)"
+                         % (DEV_SEEDS, REPORT_SEEDS))
+    ap.add_argument("--seeds", help="split seeds (default: those of --splits)")
     ap.add_argument("--random-split", type=int, default=3,
                     help="also this many random splits (seeds 0, 1, ...) where the dataset "
                          "asks for them (ibd-2538)")
@@ -272,6 +284,10 @@ def main():
         return
     import torch
     model_over, train_over = parse_sets(args.set)
+    if args.seeds is None:
+        args.seeds = DEV_SEEDS if args.splits == "dev" else REPORT_SEEDS
+    if args.splits == "report":      # random splits are a development diagnostic
+        args.random_split = 0
     stem = "accuracy" + (f"-{args.tag}" if args.tag else "")
     # every finished split is appended here; a rerun with the same settings skips it (resume)
     settings = {"set": args.set, "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
@@ -291,8 +307,11 @@ def main():
         if not (DATA / name).exists():
             sys.exit(f"{DATA / name} not found: the benchmark needs ../shared/data/{name}")
         table, dist, md = load(name)
-        splits = [(DATASETS[name].get("grouped", "grouped"), int(s))
-                  for s in args.seeds.split(",")]
+        seeds = [int(s) for s in args.seeds.split(",")]
+        if DATASETS[name].get("grouped") == "one subject out":   # as many splits as subjects
+            n = len(set(md[DATASETS[name]["group"]]))
+            seeds = [s for k, s in enumerate(seeds) if k < n]
+        splits = [(DATASETS[name].get("grouped", "grouped"), s) for s in seeds]
         if DATASETS[name].get("random_split"):
             splits += [("random", s) for s in range(args.random_split)]
         for kind, seed in splits:
@@ -313,6 +332,7 @@ def main():
             # summed over splits, so a resumed benchmark reports its whole cost
             "minutes": sum(r["minutes"] for r in runs),
             "date": time.strftime("%Y-%m-%d"), "model": CPU_SIZE, "set": args.set,
+            "splits": args.splits, "commit": _commit(),
             "pretrain_epochs": args.pretrain_epochs, "epochs": args.epochs,
             "unifrac": "unweighted"}
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
@@ -321,11 +341,19 @@ def main():
     print(text)
 
 
+def _commit() -> str:
+    import subprocess
+    r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                       text=True)
+    return r.stdout.strip() or "unknown"
+
+
 def ms(vals) -> str:
+    """mean ± sd (ddof 1) of the values given."""
     vals = np.array([v for v in vals if v is not None], float)
     if not len(vals):
         return ""
-    return f"{vals.mean():.3f} ± {vals.std():.3f}" if len(vals) > 1 else f"{vals.mean():.3f}"
+    return f"{vals.mean():.3f} ± {vals.std(ddof=1):.3f}" if len(vals) > 1 else f"{vals.mean():.3f}"
 
 
 def compare(tags) -> str:
@@ -361,14 +389,22 @@ def compare(tags) -> str:
 
 
 def report(meta, runs) -> str:
-    lines = [f"AAM vs RandomForest, {meta['date']}, {meta['machine']}, {meta['threads']} threads, "
-             f"{meta['minutes']:.0f} min; `{meta['command']}`", "",
-             "Classification (held-out samples; mean ± sd over seeds; const = fraction of test "
-             "predictions equal to the most common one):", "",
-             "| dataset | target | split | n train/test | model | accuracy | macro F1 | "
-             "balanced acc. | const |", "|---|---|---|---|---|---|---|---|---|"]
-    reg = ["", "Regression:", "", "| dataset | target | split | n train/test | model | MAE | R² |",
-           "|---|---|---|---|---|---|---|"]
+    which = ("report splits (published numbers; nothing was chosen on them)"
+             if meta.get("splits") == "report" else
+             "development splits (the defaults were chosen on these)")
+    lines = [f"AAM vs baselines, {which}, {meta['date']}, commit {meta.get('commit', '?')}, "
+             f"{meta['machine']}, {meta['threads']} threads, {meta['minutes']:.0f} min; "
+             f"`{meta['command']}`", "",
+             "Classification (held-out samples; mean ± sd (ddof 1) over n splits; const = "
+             "fraction of test predictions equal to the most common one; last column: AAM's "
+             "macro F1 minus the best baseline's, per split):", "",
+             "| dataset | target | split (n) | n train/test | model | accuracy | macro F1 | "
+             "balanced acc. | const | AAM − best baseline |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    reg = ["", "Regression (last column: AAM's MAE minus the best baseline's; negative = AAM "
+           "better):", "",
+           "| dataset | target | split (n) | n train/test | model | MAE | R² | AAM − best "
+           "baseline |", "|---|---|---|---|---|---|---|---|"]
     enc = ["", "Encoder (held-out UniFrac fit of the embedding `embed` gives; learned part "
            "alone = without the sketch of the ASV set (set_sketch); Jaccard-linear = UniFrac as "
            "a + b x the Jaccard "
@@ -385,18 +421,28 @@ def report(meta, runs) -> str:
             keys.append((r["dataset"], r["split"]))
     for ds, kind in keys:
         rs = [r for r in runs if r["dataset"] == ds and r["split"] == kind]
-        label = f"{kind} ({len(rs)} seed{'s' if len(rs) > 1 else ''})"
+        label = f"{kind} (n={len(rs)})"
         n = ", ".join(dict.fromkeys(f"{r['n_train']}/{r['n_test']}" for r in rs))
         for target, classify in DATASETS[ds]["targets"]:
-            for m, shown in (("aam", "AAM"), ("probe", "AAM embedding probe"),
-                             ("rf", "RandomForest")):
+            key, better = ("macro_f1", max) if classify else ("mae", min)
+            models = [m for m in ("aam", "probe", "rf_tuned", "l2_linear", "rf_q2", "rf")
+                      if m in rs[0]["targets"][target]]
+            base = [m for m in models if m not in ("aam", "probe")]
+            best = better(base, key=lambda m: np.mean([r["targets"][target][m][key] for r in rs]))
+            gap = ms([r["targets"][target]["aam"][key] - r["targets"][target][best][key]
+                      for r in rs]) + f" (vs {best})"
+            for m in models:
+                shown = {"aam": "AAM", "probe": "AAM embedding probe",
+                         "rf": "RandomForest (q2 defaults)", **BASELINE_NAMES}[m]
                 v = lambda k: ms([r["targets"][target][m].get(k) for r in rs])
+                g = gap if m == "aam" else ""
                 if classify:
                     lines.append(f"| {ds} | {target} | {label} | {n} | {shown} | {v('accuracy')} "
-                                 f"| {v('macro_f1')} | {v('balanced_accuracy')} | {v('const')} |")
+                                 f"| {v('macro_f1')} | {v('balanced_accuracy')} | {v('const')} "
+                                 f"| {g} |")
                 else:
                     reg.append(f"| {ds} | {target} | {label} | {n} | {shown} | {v('mae')} "
-                               f"| {v('r2')} |")
+                               f"| {v('r2')} | {g} |")
         first = DATASETS[ds]["targets"][0][0]
         enc.append(f"| {ds} | {label} | {ms([r['encoder']['r2'] for r in rs])} | "
                    f"{ms([r['encoder']['pearson'] for r in rs])} | "

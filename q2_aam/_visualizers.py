@@ -2,7 +2,7 @@
 
 import html
 import os
-import pkg_resources
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -11,7 +11,8 @@ import q2templates
 from aam_engine.api import (ModelBundle, accuracy, constant_fraction, distance_scores,
                             history_tsv, macro_f1, mae, r2_score)
 
-TEMPLATES = pkg_resources.resource_filename("q2_aam", "assets/summarize")
+# package data beside this module (pkg_resources is deprecated in current setuptools)
+TEMPLATES = str(Path(__file__).resolve().parent / "assets" / "summarize")
 # regression predictions closer than this many target sds count as "the same value"
 REGRESSION_TIE = 0.01
 

@@ -45,6 +45,59 @@ def example(example_paths):
     return table, dist, md
 
 
+def pytest_addoption(parser):
+    parser.addoption("--untrained", action="store_true",
+                     help="learning tests train with learning rate 1e-12 (training switched "
+                          "off): each of them must then FAIL")
+
+
+@pytest.fixture(scope="session")
+def learning_rate(request):
+    """The learning rate of the learning tests: the default, or ~0 under --untrained."""
+    return 1e-12 if request.config.getoption("--untrained") else 1e-3
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def require_qiime2():
+    """QIIME 2, imported.  A machine where it is missing or broken fails the plugin tests,
+    unless AAM_ENGINE_ONLY=1 declares an engine-only machine (then they skip, saying so)."""
+    if os.environ.get("AAM_ENGINE_ONLY") == "1":
+        return pytest.importorskip("qiime2", reason="AAM_ENGINE_ONLY=1: an engine-only machine")
+    import qiime2
+    return qiime2
+
+
+# ---------------------------------------------------------------------------- no silent skips
+# A skipped test fails the run unless tests/skip_allowlist.txt names it (with its reason), or
+# AAM_ENGINE_ONLY=1 declares an engine-only machine, or AAM_ALLOW_SKIPS=1 is set by hand.
+ALLOWLIST = Path(__file__).with_name("skip_allowlist.txt")
+_skipped = []
+
+
+def _allowed():
+    rows = [l.split("|", 1) for l in ALLOWLIST.read_text().splitlines()
+            if l.strip() and not l.startswith("#")]
+    return [r[0].strip() for r in rows]
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped.append((report.nodeid, reason))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if os.environ.get("AAM_ALLOW_SKIPS") == "1" or os.environ.get("AAM_ENGINE_ONLY") == "1":
+        return
+    allowed = _allowed()
+    unexpected = [(n, r) for n, r in _skipped if not any(a in n for a in allowed)]
+    if unexpected and exitstatus == 0:
+        print(f"\n{len(unexpected)} test(s) skipped outside tests/skip_allowlist.txt "
+              "(a skip is a failure here):")
+        for n, r in unexpected:
+            print(f"  {n}: {r}")
+        session.exitstatus = 1

@@ -1,7 +1,9 @@
 """The model must LEARN with the defaults: on simulated data with a planted signal, held-out
-samples (unseen subjects) are predicted clearly better than a constant, and the pretrained
-embedding's distances follow UniFrac on samples it never saw.  Tiny model, seconds each; only
-the model size and epochs differ from the engine's defaults."""
+samples (unseen subjects) are predicted clearly better than a constant and than the same model
+untrained, and pretraining improves the learned part's fit of UniFrac on samples it never saw
+over its own initial state.  Tiny model, seconds each; only the model size and epochs differ
+from the engine's defaults.  `pytest tests/engine/test_learning.py --untrained` switches
+training off (learning rate 1e-12): every test here must then fail."""
 import warnings
 
 import numpy as np
@@ -16,8 +18,18 @@ from aam_engine.metrics import distance_r2, pair_distances, r2_score
 SIZE = dict(embedding_dim=32, attention_heads=2, attention_layers=1, token_limit=64)
 
 
+def learned_r2(enc, table, dist, ids):
+    """Held-out R² of the encoder's LEARNED part (without the ASV-set sketch, which needs no
+    training): offset + Euclidean distance of the learned embeddings against UniFrac."""
+    from aam_engine.training.trainer import run_model
+    model, builder, dev = api.inference_setup(enc, table.subset(ids), "cpu")
+    emb = run_model(model, builder, np.arange(len(ids)), dev, key="learned_embedding")
+    ix = table.index_of(ids)
+    return distance_r2(emb, dist[np.ix_(ix, ix)], float(enc.state_dict["embed_offset.offset"]))
+
+
 @pytest.fixture(scope="module")
-def planted(tmp_path_factory):
+def planted(tmp_path_factory, learning_rate):
     d = simulate(n_samples=120, n_features=80, seq_length=60, depth=1000, seed=11)
     table = SampleTable.from_arrays(d.counts, d.sample_ids, d.feature_ids,
                                     dict(zip(d.feature_ids, d.sequences)))
@@ -29,42 +41,50 @@ def planted(tmp_path_factory):
     md = {k: dict(zip(d.sample_ids, v)) for k, v in d.metadata.items()}
     train, test = split_ids(table.sample_ids, 0.25, 0, md["subject"])
     itr = table.index_of(train)
-    enc = api.pretrain(table.subset(train), ModelConfig(**SIZE),
-                       TrainConfig(epochs=60, patience=0, progress=False),
-                       distances=(train, dist[np.ix_(itr, itr)]), groups=md["subject"])
-    return table, dist, md, train, test, enc
+    pre = lambda lr, epochs: api.pretrain(
+        table.subset(train), ModelConfig(**SIZE),
+        TrainConfig(epochs=epochs, patience=0, progress=False, learning_rate=lr),
+        distances=(train, dist[np.ix_(itr, itr)]), groups=md["subject"])
+    # the initial state: calibrated scale and offset, weights as initialised
+    return table, dist, md, train, test, pre(learning_rate, 60), pre(1e-12, 1)
 
 
-def test_pretrained_embedding_follows_unifrac_on_unseen_samples(planted):
-    table, dist, md, train, test, enc = planted
+def test_pretraining_improves_the_learned_distances_on_unseen_samples(planted):
+    table, dist, md, train, test, enc, untrained = planted
+    r2, r2_0 = learned_r2(enc, table, dist, test), learned_r2(untrained, table, dist, test)
+    # measured: initial state (calibrated, k-mer profiles) 0.22, after 60 epochs 0.32
+    assert r2 > 0.1 and r2 > r2_0 + 0.06
     _, emb = api.embed(enc, table.subset(test))
     ite = table.index_of(test)
-    D = dist[np.ix_(ite, ite)]
     i, j, d = pair_distances(emb, api.distance_offset(enc))
-    # an untrained encoder: Pearson ~0.1-0.2; this tiny one reaches ~0.58 / R² ~0.1 here
-    assert distance_r2(emb, D, api.distance_offset(enc)) > 0.03
-    assert np.corrcoef(d, D[i, j])[0, 1] > 0.45
+    assert np.corrcoef(d, dist[np.ix_(ite, ite)][i, j])[0, 1] > 0.45
 
 
-def test_classifier_beats_the_majority_class_on_unseen_subjects(planted):
-    table, dist, md, train, test, enc = planted
-    model = api.fit(table.subset(train), {s: md["group"][s] for s in train}, "classification",
-                    ModelConfig(**SIZE), TrainConfig(epochs=40, progress=False), encoder=enc,
-                    groups=md["subject"])
-    ids, labels, probs, classes = api.predict(model, table.subset(test))
+def _fit(planted, target, task, learning_rate, encoder):
+    table, dist, md, train, test, *_ = planted
+    model = api.fit(table.subset(train), {s: md[target][s] for s in train}, task,
+                    ModelConfig(**SIZE), TrainConfig(epochs=40, progress=False,
+                                                     learning_rate=learning_rate),
+                    encoder=encoder, groups=md["subject"])
+    return api.predict(model, table.subset(test))
+
+
+def test_classifier_beats_the_majority_class_on_unseen_subjects(planted, learning_rate):
+    md, enc = planted[2], planted[5]
+    ids, labels, probs, classes = _fit(planted, "group", "classification", learning_rate, enc)
     truth = np.array([md["group"][s] for s in ids])
-    labels = np.array(labels)
+    acc = np.mean(np.array(labels) == truth)
+    # (heads fitted on the encoder as initialised reach 0.97 here: the planted signal is
+    # readable from k-mer profiles; what must learn is the heads, and --untrained stops them)
     majority = max(np.mean(truth == c) for c in classes)
-    assert np.mean(labels == truth) > majority + 0.1
-    assert max(np.mean(labels == c) for c in classes) < 0.9       # not a constant
+    assert acc > majority + 0.1
+    assert max(np.mean(np.array(labels) == c) for c in classes) < 0.9       # not a constant
 
 
-def test_regressor_follows_the_planted_gradient_on_unseen_subjects(planted):
-    table, dist, md, train, test, enc = planted
-    model = api.fit(table.subset(train), {s: md["age"][s] for s in train}, "regression",
-                    ModelConfig(**SIZE), TrainConfig(epochs=40, progress=False), encoder=enc,
-                    groups=md["subject"])
-    ids, pred = api.predict(model, table.subset(test))
+def test_regressor_follows_the_planted_gradient_on_unseen_subjects(planted, learning_rate):
+    md, enc = planted[2], planted[5]
+    ids, pred = _fit(planted, "age", "regression", learning_rate, enc)
     truth = np.array([md["age"][s] for s in ids])
-    assert r2_score(truth, pred) > 0.5
+    r2 = r2_score(truth, pred)
+    assert r2 > 0.5
     assert np.std(pred) > 0.3 * np.std(truth)                     # not the mean

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aam_engine import api
-from aam_engine.data import (BatchBuilder, PartDistances, SampleTable, compute_unifrac, load_biom,
+from aam_engine.data import (BatchBuilder, PartDistances, SampleTable, load_biom,
                              merge_tables, read_fasta)
 from aam_engine.data.batching import MIN_TRIMMED_BP, trim_reads
 from aam_engine.data.tokenizer import PAD, START, tokenize

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-qiime2 = pytest.importorskip("qiime2", reason="QIIME 2 is not installed (engine-only machine)")
+from ..conftest import require_qiime2  # noqa: E402
+
+qiime2 = require_qiime2()
 
 from q2_aam import _examples as ex  # noqa: E402
 

@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-qiime2 = pytest.importorskip("qiime2", reason="QIIME 2 is not installed (engine-only machine)")
+from ..conftest import require_qiime2  # noqa: E402
+
+qiime2 = require_qiime2()
 from qiime2.plugin.testing import TestPluginBase  # noqa: E402
 
 from q2_aam import _examples as ex  # noqa: E402

@@ -2,7 +2,9 @@
 default, range / choices, help), and each one reaches the configuration the trainer gets."""
 import pytest
 
-qiime2 = pytest.importorskip("qiime2", reason="QIIME 2 is not installed (engine-only machine)")
+from ..conftest import require_qiime2  # noqa: E402
+
+qiime2 = require_qiime2()
 
 from aam_engine.config import ModelConfig, TrainConfig, declared  # noqa: E402
 from q2_aam import _examples as ex  # noqa: E402

@@ -8,11 +8,13 @@ from pathlib import Path
 
 import pytest
 
-qiime2 = pytest.importorskip("qiime2", reason="QIIME 2 is not installed (engine-only machine)")
+from ..conftest import require_qiime2, shared_data
+
+qiime2 = require_qiime2()
 
 from aam_engine.api import ModelBundle  # noqa: E402
 
-from ..conftest import shared_data  # noqa: E402
+
 from ..engine.test_studies import SLICE, _build  # noqa: E402
 
 TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit=32, epochs=1,
