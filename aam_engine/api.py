@@ -328,7 +328,9 @@ def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
              distances=None, tree=None, metric: str = "unweighted",
              rarefaction_depth: int | None = None, groups=None, checkpoint_dir=None,
              log_dir=None) -> ModelBundle:
-    """Self-supervised pretraining: UniFrac distances + masked nucleotides."""
+    """Self-supervised pretraining on UniFrac distances (+ masked nucleotides where
+    nuc_penalty > 0; off by default).  ``distances`` / ``tree``: one source, or lists of them
+    (studies with matrices or trees of their own; see resolve_distances)."""
     model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
     return _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_depth,
                      groups, checkpoint_dir, log_dir)

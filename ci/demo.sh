@@ -20,7 +20,7 @@ $Q tools import --type 'FeatureData[Sequence]' --input-path "$OUT/data/sequences
 $Q tools import --type 'Phylogeny[Rooted]' --input-path "$OUT/data/tree.nwk" \
   --output-path "$OUT/tree.qza"
 
-echo "== 2. pretrain an encoder on UniFrac (computed from the tree) + masked nucleotides"
+echo "== 2. pretrain an encoder on UniFrac (computed from the tree)"
 $Q aam pretrain --i-table "$OUT/table.qza" --i-sequences "$OUT/sequences.qza" \
   --i-phylogeny "$OUT/tree.qza" $SIZE --p-epochs 15 \
   --m-validation-groups-file "$OUT/data/metadata.tsv" --m-validation-groups-column subject \

@@ -29,7 +29,8 @@ plugin = Plugin(
     package="q2_aam",
     description="AAM (Attention All Microbes): a transformer that reads the nucleotide "
                 "sequence of every ASV in a sample, pretrains on phylogeny (UniFrac between "
-                "samples + masked nucleotides) and is fine-tuned to predict sample metadata.",
+                "samples; a masked-nucleotide loss is optional) and is fine-tuned to predict "
+                "sample metadata. An encoder pretrained on public studies ships with it.",
     short_description="Sequence-aware transformers for microbiome prediction.",
     citations=[citations["cantrell_aam"]],
 )
@@ -99,10 +100,11 @@ plugin.methods.register_function(
                              "only pairs on one tree are compared."},
     parameter_descriptions={**d, **GROUPS_DESC},
     output_descriptions={"model": "The pretrained encoder.", "history": HIST_DESC},
-    name="Pretrain an AAM encoder on UniFrac and masked nucleotides",
+    name="Pretrain an AAM encoder on UniFrac",
     description="Self-supervised pretraining: sample embeddings are trained so that their "
-                "Euclidean distances match UniFrac distances between samples, while the "
-                "nucleotide encoder learns to fill in masked bases. No labels are needed.",
+                "distances match UniFrac distances between samples (with nuc-penalty > 0 the "
+                "nucleotide encoder also learns to fill in masked bases; off by default). No "
+                "labels are needed. Several studies train together from one merged table.",
     citations=[citations["lozupone2005unifrac"], citations["mcdonald2018striped"],
                citations["vaswani2017attention"], citations["paszke2019pytorch"]],
     examples={"pretrain_from_phylogeny": ex.pretrain_example},
