@@ -273,6 +273,8 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
     extra = {"n_samples": table.n_samples, "n_features": table.n_features,
              "train_samples": train_ids, "validation_samples": val_ids,
              "cross_fitted_heads": model_cfg.ensemble if folds is not None else 0,
+             # each training sample's fold (cross-fitted heads), aligned with train_samples
+             "folds": folds.tolist() if folds is not None else None,
              "skipped_steps": trainer.state["skipped_steps"],
              "optimizer_steps": trainer.state["step"],
              "precision": trainer.precision, "device": str(trainer.device),
@@ -441,7 +443,30 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
         model_cfg, (model, history, extra) = _choose_heads(train, model_cfg, checkpoint_dir,
                                                            log_dir)
     extra["pretrained_encoder"] = encoder is not None
+    if train_cfg.compare_baselines and extra.get("validation"):
+        extra["baselines"] = _baselines(table, y, task, enc, extra, groups, train_cfg)
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), enc, levels, history, extra)
+
+
+def _baselines(table, y, task, enc, extra, groups, train_cfg) -> dict | None:
+    """AAM's validation predictions against a random forest and an L2 linear model on the
+    same samples (aam_engine.baselines); None, with a warning, without scikit-learn."""
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        warnings.warn("scikit-learn is not installed: the fit is not compared with baselines")
+        return None
+    from .baselines import compare_with_baselines
+    val = extra["validation"]
+    classify = task == "classification"
+    truth = y if classify else decode_regression(enc, y)
+    val_mask = np.isin(table.sample_ids, val["sample_ids"])
+    # AAM's predictions re-ordered like the validation rows in the table
+    pred = np.asarray(val["predicted"])[np.argsort(table.index_of(val["sample_ids"]))]
+    folds = None if extra.get("folds") is None else np.asarray(extra["folds"])
+    g = None if groups is None else np.array([str(groups[s]) for s in table.sample_ids])
+    return compare_with_baselines(table.counts.toarray(), truth, classify, val_mask, pred,
+                                  folds, g, train_cfg.random_seed)
 
 
 def _head_spectrum(model_cfg, groups):

@@ -261,6 +261,12 @@ class TrainConfig(_Serial):
         "(bench/results/accuracy-copies1), so 0 (off) by default: for encoders whose distances "
         "matter more than their predictions.", lo=0, hi=10, plugin="train")
     target_penalty: float = setting(1.0, "Weight of the prediction loss.", lo=0, plugin="fit")
+    compare_baselines: bool = setting(
+        True, "After a fit, also fit a random forest and an L2-regularised linear model (on "
+        "CLR abundances) on the same training samples and score them on the same validation "
+        "samples (with cross-fitted heads: on the same folds), so that the history and the "
+        "summary say whether AAM was worth it on these data. Turn off to save the time it "
+        "takes (about as long as fitting the heads). Needs scikit-learn.", plugin="fit")
     count_penalty: float = setting(0.0, "Weight of the relative-abundance prediction loss "
                                         "(0 = off).", lo=0, plugin="train")
     mask_ratio: float = setting(0.15, "Fraction of nucleotides masked for the masked-nucleotide "

@@ -197,7 +197,9 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
     itr, ite = table.index_of(train), table.index_of(test)
     mcfg = ModelConfig(**{**CPU_SIZE, **model_over})
     # the model's seed (initialisation, batch order, validation folds); the split's is `seed`
-    tc = dict(random_seed=seed + args.model_seed_offset, progress=False, **train_over)
+    # (the baselines are fitted below, on the test split: no comparison inside the fit)
+    tc = dict(random_seed=seed + args.model_seed_offset, progress=False, compare_baselines=False,
+              **train_over)
     pre_cfg = TrainConfig(epochs=args.pretrain_epochs, **tc)
     t0 = time.time()
     # rarefied copies need the tree (their UniFrac is computed per batch from it, as with

@@ -166,4 +166,30 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
     q2templates.render(os.path.join(TEMPLATES, "index.html"), output_dir, context={
         "title": f"AAM {model.task} model", "figures": figures, "config": rows,
         "facts": facts, "final": sorted(final.items()),
-        "has_history": bool(len(hist))})
+        "has_history": bool(len(hist)), **_comparison(model)})
+
+
+BASELINE_ROWS = (("aam", "AAM"), ("rf_q2", "random forest (100 trees)"),
+                 ("l2_linear", "L2 linear model (CLR abundances)"))
+METRICS = {"classification": (("accuracy", "accuracy"), ("macro_f1", "macro F1"),
+                              ("balanced_accuracy", "balanced accuracy"),
+                              ("const", "predictions equal to the most common one")),
+           "regression": (("mae", "MAE"), ("r2", "R²"),
+                          ("const", "predictions at the most common value"))}
+
+
+def _comparison(model: ModelBundle) -> dict:
+    """The fit's comparison with the baselines (compare_baselines): a table and its verdict."""
+    base = model.extra.get("baselines")
+    if not base or model.task not in METRICS:
+        return {"comparison": None}
+    cols = METRICS[model.task]
+    fmt = lambda k, v: f"{v:.0%}" if k == "const" else f"{v:.3f}"
+    rows = [(label, [fmt(k, base[key][k]) for k, _ in cols]) for key, label in BASELINE_ROWS
+            if key in base]
+    how = ("each sample predicted by the fit (of each model) that did not see it, on the same "
+           "folds" if base.get("cross_fitted") else "the same held-out validation samples")
+    return {"comparison": {"header": [c for _, c in cols], "rows": rows,
+                           "verdict": base["verdict"],
+                           "caption": f"AAM against two baselines ({base['samples']} samples; "
+                                      f"{how})"}}

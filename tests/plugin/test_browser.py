@@ -153,3 +153,15 @@ def test_checker_catches_a_missing_image_and_a_broken_link(browser, pages, tmp_p
     problems = check_page(browser, page, tmp_path / "broken.png")
     assert any("image does not load: validation.png" in p for p in problems), problems
     assert any("broken link" in p and "history.tsv" in p for p in problems), problems
+
+
+def test_fit_summaries_compare_aam_with_both_baselines(browser, pages):
+    """The summary of a fitted model shows AAM, the random forest and the L2 linear model on
+    the same validation samples, with a verdict; an encoder's summary has no such table."""
+    for name in ("summarize-regressor", "summarize-classifier", "classify_samples-summary"):
+        html = (pages[name] / "index.html").read_text()
+        assert 'id="baselines"' in html and 'id="verdict"' in html, name
+        for label in ("AAM", "random forest", "L2 linear model"):
+            assert f"<th>{label}" in html, (name, label)
+        assert "On these" in html and "the best baseline" in html
+    assert 'id="baselines"' not in (pages["summarize-encoder"] / "index.html").read_text()
