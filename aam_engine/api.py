@@ -451,9 +451,8 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
 def _baselines(table, y, task, enc, extra, groups, train_cfg) -> dict | None:
     """AAM's validation predictions against a random forest and an L2 linear model on the
     same samples (aam_engine.baselines); None, with a warning, without scikit-learn."""
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
+    import importlib.util
+    if importlib.util.find_spec("sklearn") is None:
         warnings.warn("scikit-learn is not installed: the fit is not compared with baselines")
         return None
     from .baselines import compare_with_baselines
