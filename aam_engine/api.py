@@ -26,6 +26,7 @@ from .data.table import first_few, fold_ids, split_ids
 from .io import ModelBundle
 from .io.model_dir import history_tsv, read_model_dir, write_model_files
 from .data.simulate import simulate
+from .inference import encode_covariates, inference_setup
 from .interpret import attention_importance, integrated_gradients
 from .metrics import (MAX_DISTANCE_ROWS, accuracy, capped_rows, constant_fraction,
                       distance_scores, known_pairs, macro_f1, mae, r2_score)
@@ -173,22 +174,6 @@ def _is_number(v) -> bool:
 def decode_regression(enc: dict, z):
     y = np.asarray(z, dtype=np.float64) * enc["scale"] + enc["shift"]
     return np.expm1(y) if enc.get("transform") == "log1p" else y
-
-
-def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None = None):
-    """{column: {sample: value}} -> (codes [n, K], levels {column: [values]}); unknown = 0."""
-    if not covariates and not levels:
-        return None, {}
-    covariates = covariates or {}
-    levels = dict(levels) if levels else {c: sorted({str(v) for v in col.values()
-                                                     if v is not None and str(v) != "nan"})
-                                          for c, col in covariates.items()}
-    codes = np.zeros((len(sample_ids), len(levels)), dtype=np.int64)
-    for k, (c, lv) in enumerate(levels.items()):
-        index = {v: i + 1 for i, v in enumerate(lv)}
-        col = covariates.get(c, {})
-        codes[:, k] = [index.get(str(col.get(s)), 0) for s in sample_ids]
-    return codes, levels
 
 
 # ---------------------------------------------------------------------------- training
@@ -497,23 +482,6 @@ def _choose_heads(train, model_cfg, checkpoint_dir, log_dir):
 
 
 # ---------------------------------------------------------------------------- inference
-def inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None):
-    """(model in eval mode on its device, batch builder, device) to run a saved model on a
-    table: predict, embed and aam_engine.interpret share it."""
-    from .training.runtime import resolve_device
-    dev = resolve_device(device)
-    model = bundle.build_model().to(dev)
-    codes = None
-    if bundle.covariates:
-        if covariates is None:
-            warnings.warn(f"The model was trained with covariates {list(bundle.covariates)}; "
-                          "none were given, so they are treated as unknown.")
-        codes, _ = encode_covariates(covariates, table.sample_ids, bundle.covariates)
-    mc = bundle.model_config
-    builder = BatchBuilder(table, mc.token_limit, mc.max_bp, "abundance", covariates=codes)
-    return model, builder, dev
-
-
 def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: str = "auto",
             batch_size: int = 32):
     """Regression: (sample_ids, values).  Classification: (sample_ids, labels, probabilities

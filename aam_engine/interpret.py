@@ -16,7 +16,7 @@ from .io import ModelBundle
 
 
 def _setup(bundle, table, device, covariates=None):
-    from .api import inference_setup
+    from .inference import inference_setup
     model, builder, dev = inference_setup(bundle, table, device, covariates)
     cache = model.asv_vectors(builder.token_tensor(dev))
     return model, builder, dev, cache
