@@ -19,10 +19,18 @@ Workloads:
            configuration; the seed itself is not installed here, so it is not timed).
   default  ibd-2538's ASVs-per-sample and abundance skew with synthetic 150 bp sequences;
            default model (emb 128, 4 heads, 4 layers, token_limit 1024) - meant for a GPU.
+  corpus   pretraining the shipped encoder: build/corpus (`make corpus`), its pretraining
+           studies, UniFrac from the Greengenes tree, its model (cpu preset, max_bp 100),
+           batch 16, reads shortened by up to 10 bases (read_trim), no masked nucleotides.
+
+Beside samples/s: the model's training FLOP/s (train_flops: ~3 x the forward's matrix
+products) and their fraction of a matrix-product peak measured on the same device in the
+same run (matmul_peak).
 
     python bench/throughput.py --device cpu --quick          # what `make bench` runs
     python bench/throughput.py --device cuda --workload default
     python bench/throughput.py --device cpu --cases matrix,tree --tag unifrac   # per-batch UniFrac
+    python bench/throughput.py --device cpu --workload corpus --cases dedup,cached
 """
 from __future__ import annotations
 
@@ -48,6 +56,11 @@ WORKLOADS = {
                             token_limit=256), batch_size=8),
     "default": dict(model=dict(embedding_dim=128, attention_heads=4, attention_layers=4,
                                max_bp=150, token_limit=1024), batch_size=8),
+    # pretraining the shipped encoder: the corpus (build/corpus, `make corpus`), its model
+    # and reads shortened by up to 10 bases (pretrained/build_encoder.py)
+    "corpus": dict(model=dict(embedding_dim=64, attention_heads=4, attention_layers=2,
+                              max_bp=100, token_limit=256), batch_size=16, read_trim=10,
+                   mask_ratio=0.0),
 }
 
 
@@ -56,6 +69,17 @@ def load_workload(name: str):
     from aam_engine.data import compute_unifrac, load_biom
     from aam_engine.data.table import SampleTable, read_biom
     warnings.simplefilter("ignore")
+    if name == "corpus":
+        sys.path.insert(0, str(ROOT / "pretrained"))
+        import build_encoder as B
+        from aam_engine.data import batch_unifrac, merge_tables, read_fasta
+        corpus = ROOT / "build" / "corpus"
+        studies = sorted(json.loads((corpus / "manifest.json").read_text())["studies"])
+        studies = [s for s in studies if s not in B.HELD_OUT_STUDIES]
+        table, _ = merge_tables(B.load_studies(corpus, studies,
+                                               read_fasta(corpus / "sequences.fasta")), studies)
+        table, dist = batch_unifrac(table, corpus / "tree.nwk")
+        return table, dist, np.arange(table.n_samples)
     if name == "seed":
         d = DATA / "sleep-apnea"
         table = load_biom(d / "table.biom")
@@ -91,7 +115,7 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     precision = "bf16" if case in ("bf16", "compile") and (dev.type == "cuda" or
                                                          os.environ.get("AAM_CPU_BF16")) else "fp32"
     cache = None
-    mask_ratio = 0.15
+    mask_ratio = w.get("mask_ratio", 0.15)
     if case == "cached":
         model.asv.requires_grad_(False)
         cache = model.asv_vectors(torch.as_tensor(BatchBuilder(table, mcfg.token_limit,
@@ -102,7 +126,9 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     if case == "tree":   # per-batch UniFrac from the tree (what training from a tree does)
         from aam_engine.data import batch_unifrac
         _, dist = batch_unifrac(table, DATA / "sleep-apnea" / "tree.nwk")
-    bb = BatchBuilder(table, mcfg.token_limit, mcfg.max_bp, distances=dist, mask_ratio=mask_ratio)
+    trim = w.get("read_trim", 0)
+    bb = BatchBuilder(table, mcfg.token_limit, mcfg.max_bp, distances=dist, mask_ratio=mask_ratio,
+                      read_trim=trim)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
     rng = np.random.default_rng(0)
     # 'matrix' / 'tree': batches (with their distances) built inside the timed loop, as in
@@ -111,7 +137,7 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     batches = []
     while len(batches) < warmup + steps:
         more = bb.batches(rows, w["batch_size"], rng, shuffle=True, drop_last=True,
-                          mask=mask_ratio > 0)
+                          mask=mask_ratio > 0, trim=bool(trim))
         batches += [None] * (len(rows) // w["batch_size"]) if lazy else list(more)
     batches = batches[: warmup + steps]
     order = iter(())
@@ -153,9 +179,9 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
            "samples_per_s": n_samples / dt, "tokens_per_s": n_tokens / dt,
            "s_per_batch": dt / steps, "dedup_ratio": float(np.mean(ratios)),
            "loss_finite": bool(torch.isfinite(loss).item())}
+    res["flops_per_s"] = None if lazy else train_flops(mcfg, batches[warmup:], case) / dt
     if dev.type == "cuda":
         res["peak_mb"] = torch.cuda.max_memory_allocated(dev) / 2**20
-        res["mfu"] = None if lazy else mfu(mcfg, batches[warmup:], dt, case)
     else:
         with open("/proc/self/status") as fh:   # peak resident set of this case's process
             hwm = [l for l in fh if l.startswith("VmHWM")][0]
@@ -163,24 +189,39 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     return res
 
 
-def mfu(cfg, batches, seconds, case) -> float | None:
-    """Model FLOPs utilisation against the device's dense bf16 peak (H100 SXM: 989 TFLOP/s).
-    Training FLOPs ~ 3 x forward; forward per token per layer ~ 24 D^2 + 4 L D."""
-    import torch
-    name = torch.cuda.get_device_name()
-    peak = 989e12 if "H100" in name else 1979e12 / 2 if "H200" in name else None
-    if peak is None:
-        return None
+def train_flops(cfg, batches, case) -> float:
+    """Training FLOPs of these batches: ~3 x forward; forward per token per layer ~24 D^2 +
+    4 L D (nucleotide level over each unique ASV's real tokens, sample level over each
+    sample's ASVs).  A frozen, cached encoder ('cached') runs the sample level only."""
     D, nl = cfg.embedding_dim, cfg.attention_layers
-    L = cfg.max_bp + 1
     flops = 0.0
     for b in batches:
-        n_asv = b.mask.size if case == "naive" else len(b.unique_features)
         if case != "cached":
+            n_asv = b.slot_index.size if case == "naive" else len(b.unique_features)
+            L = cfg.max_bp + 1
             flops += n_asv * L * nl * (24 * D * D + 4 * L * D)
         S = b.mask.shape[1] + 1
         flops += b.size * S * nl * (24 * D * D + 4 * S * D)
-    return 3 * flops / seconds / peak
+    return 3 * flops
+
+
+def matmul_peak(device: str, n: int = 2048, reps: int = 10) -> float:
+    """FLOP/s of a square matrix product on this device (fp32 on CPU, bf16 on CUDA): the
+    measured ceiling the model's FLOP/s are held against, in the same run."""
+    import torch
+    dev = torch.device(device)
+    dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    a, b = (torch.randn(n, n, device=dev, dtype=dtype) for _ in range(2))
+    for _ in range(2):
+        a @ b
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        a @ b
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
 
 
 def main():
@@ -219,6 +260,7 @@ def main():
             runs[c].append(res)
             print(f"round {r + 1} {c:8s} {res['samples_per_s']:8.2f} samples/s "
                   f"{res['peak_mb']:8.0f} MB", file=sys.stderr)
+    peak = matmul_peak(args.device)
     summary = []
     base = None
     for c in cases:
@@ -230,12 +272,13 @@ def main():
         summary.append(row)
     for row in summary:
         row["vs_naive"] = row["samples_per_s"] / base["samples_per_s"] if base else None
+        row["of_matmul_peak"] = row["flops_per_s"] / peak if row.get("flops_per_s") else None
     meta = {"device": args.device, "workload": args.workload, "torch": torch.__version__,
             "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
             "machine": platform.platform(), "steps": args.steps, "rounds": args.rounds,
             "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else None,
             "command": " ".join(["python", "bench/throughput.py"] + sys.argv[1:]),
-            "date": time.strftime("%Y-%m-%d")}
+            "date": time.strftime("%Y-%m-%d"), "matmul_peak_flops": peak}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = f"throughput-{args.workload}-{args.device.split(':')[0]}" + (f"-{args.tag}" if args.tag else "")
     (RESULTS / f"{stem}.json").write_text(json.dumps({"meta": meta, "cases": summary}, indent=1))
@@ -249,18 +292,19 @@ def table_md(meta, rows, args) -> str:
              f"{' (' + meta['gpu'] + ')' if meta['gpu'] else ''}, torch {meta['torch']}, "
              f"{meta['threads']} threads, {meta['date']}; `{meta['command']}`", "",
              "| case | precision | samples/s | nucleotide tokens/s | s/batch | peak MB | vs naive |"
-             + (" MFU |" if args.device.startswith("cuda") else ""),
-             "|---|---|---|---|---|---|---|" + ("---|" if args.device.startswith("cuda") else "")]
+             " model GFLOP/s | of the matmul peak |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         line = (f"| {r['case']} | {r['precision']} | {r['samples_per_s']:.1f} | "
                 f"{r['tokens_per_s']:.3g} | {r['s_per_batch']:.3f} | {r['peak_mb']:.0f} | "
                 + (f"{r['vs_naive']:.2f}x |" if r.get("vs_naive") else "n/a |"))
-        if args.device.startswith("cuda"):
-            line += f" {r['mfu']:.1%} |" if r.get("mfu") is not None else " n/a |"
+        line += (f" {r['flops_per_s'] / 1e9:.1f} | {r['of_matmul_peak']:.1%} |"
+                 if r.get("flops_per_s") else " n/a | n/a |")
         lines.append(line)
     if rows:
         lines += ["", f"Mean dedup ratio (ASV slots / unique ASVs per batch): "
-                      f"{rows[0]['dedup_ratio']:.2f}."]
+                      f"{rows[0]['dedup_ratio']:.2f}. Matmul peak measured in the same run "
+                      f"({'bf16' if meta['device'].startswith('cuda') else 'fp32'} 2048 x 2048 "
+                      f"products): {meta['matmul_peak_flops'] / 1e9:.1f} GFLOP/s."]
     return "\n".join(lines) + "\n"
 
 

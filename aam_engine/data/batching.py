@@ -202,7 +202,7 @@ class BatchBuilder:
         return torch.from_numpy(np.array(self.feature_tokens)).to(device)
 
     def batches(self, rows, batch_size: int, rng=None, shuffle: bool = False,
-                drop_last: bool = False, mask: bool = False):
+                drop_last: bool = False, mask: bool = False, trim: bool = False):
         """Iterate batches over ``rows`` (shuffled with ``rng``, a Generator, when asked).
         ``rng``: a Generator gives each batch a new key; a fixed key gives every batch the same
         one (evaluation: an ASV is masked alike in every batch and every epoch)."""
@@ -211,4 +211,4 @@ class BatchBuilder:
             rows = rows[rng.permutation(len(rows))]
         stop = len(rows) - (len(rows) % batch_size if drop_last else 0)
         for i in range(0, stop, batch_size):
-            yield self.build(rows[i:i + batch_size], rng, mask)
+            yield self.build(rows[i:i + batch_size], rng, mask, trim=trim)
