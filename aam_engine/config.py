@@ -124,18 +124,16 @@ class ModelConfig(_Serial):
         "over its numbers) before the UniFrac embedding reads it (the heads read it as it is). "
         "The attention pool is a weighted mean of ASV states, so a sample with few ASVs lands "
         "far from the rest and its distances overshoot; normalised, it can differ only in "
-        "direction. Measured on unseen ibd-2538 subjects: held-out UniFrac R^2 0.21 -> 0.34, "
-        "but Crohn's macro-F1 0.67 -> 0.65 (bench/results/accuracy-samplenorm1), so off by "
-        "default: for encoders whose distances matter more than their predictions.")
+        "direction. Off by default: it helped distances of shallow samples of new subjects "
+        "but cost predictions (docs/experiments.md).")
     set_sketch: int = setting(
         1024, "Numbers in the sketch of the sample's ASV set appended to the UniFrac embedding "
         "(0 = off): the normalised sum of a fixed pseudo-random +-1 vector per ASV sequence, "
         "whose distances follow how many ASVs two samples share with no trained weights, so "
         "they hold for new subjects too. Its weight against the learned part (and the offset) "
         "is fitted on the training pairs after pretraining; the encoder and the heads learn "
-        "exactly as without it. Held-out UniFrac R^2, learned part alone -> with the sketch: "
-        "unseen ibd-2538 subjects 0.21 -> 0.47, random splits 0.64 -> 0.78 (bench/results/"
-        "accuracy vs accuracy-nosketch).", lo=0, hi=4096)
+        "exactly as without it. Lower it (or 0) only to save memory in `embed`.",
+        lo=0, hi=4096)
     # fine-tuning head
     head_pools: int = setting(1, "Attention pools over the ASVs that the prediction head reads.",
                               lo=0, hi=64)
@@ -256,10 +254,10 @@ class TrainConfig(_Serial):
         "copies of itself subsampled to a random depth of 30-300 reads (their UniFrac computed "
         "from the tree), so the encoder also learns where shallow, ASV-poor samples lie. "
         "Validation samples are not copied. Not used with a distance matrix (copies have no "
-        "distances there). Measured on unseen ibd-2538 subjects with 1 copy: held-out UniFrac "
-        "R^2 0.21 -> 0.50, but Crohn's macro-F1 0.67 -> 0.61 and twice the pretraining time "
-        "(bench/results/accuracy-copies1), so 0 (off) by default: for encoders whose distances "
-        "matter more than their predictions.", lo=0, hi=10, plugin="train")
+        "distances there). Off by default: it helps the distances of shallow samples of new "
+        "subjects, costs predictions and doubles pretraining time (docs/experiments.md); for "
+        "encoders whose distances matter more than their predictions.", lo=0, hi=10,
+        plugin="train")
     target_penalty: float = setting(1.0, "Weight of the prediction loss.", lo=0, plugin="fit")
     compare_baselines: bool = setting(
         True, "After a fit, also fit a random forest and an L2-regularised linear model (on "

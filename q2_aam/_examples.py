@@ -8,6 +8,8 @@ import pandas as pd
 
 TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit=64,
             epochs=2, batch_size=8, learning_rate=1e-3)
+# a fit takes its sizes from its encoder (the shipped one when none is given)
+FIT = dict(epochs=2, batch_size=8, learning_rate=1e-3)
 
 
 @functools.lru_cache(maxsize=1)
@@ -68,9 +70,14 @@ def _fit(use, kind, table, seqs, md, encoder=None):
     extra = {"encoder": encoder} if encoder is not None else {}
     model, _ = use.action(
         use.UsageAction("aam", f"fit_{kind}"),
-        use.UsageInputs(table=table, sequences=seqs, metadata=col, **extra, **TINY),
+        use.UsageInputs(table=table, sequences=seqs, metadata=col, **extra, **FIT),
         use.UsageOutputNames(model=kind, history=f"{kind}_history"))
     return model
+
+
+def pretrained_encoder_example(use):
+    use.action(use.UsageAction("aam", "pretrained_encoder"), use.UsageInputs(),
+               use.UsageOutputNames(encoder="encoder"))
 
 
 def pretrain_example(use):

@@ -124,6 +124,7 @@ plugin.methods.register_function(
                 "MODEL_CARD.md). No network is needed. fit-regressor / fit-classifier start "
                 "from it when given no encoder, phylogeny or distance matrix.",
     citations=[citations["desantis2006greengenes"], citations["mcdonald2012greengenes"]],
+    examples={"pretrained_encoder": ex.pretrained_encoder_example},
 )
 
 for kind, col_type, extra, out_type, func, example in (
