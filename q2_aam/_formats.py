@@ -7,15 +7,21 @@ from qiime2.plugin import ValidationError, model
 from aam_engine.io.model_dir import REQUIRED_KEYS, read_safetensors_header, validate_model_dir
 
 
+def _json_object(fmt, name: str) -> dict:
+    """The JSON object in a text file format, or a ValidationError naming the file."""
+    try:
+        with fmt.open() as fh:
+            obj = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValidationError(f"{name} is not valid JSON: {e}")
+    if not isinstance(obj, dict):
+        raise ValidationError(f"{name} must hold a JSON object")
+    return obj
+
+
 class AAMConfigFormat(model.TextFileFormat):
     def _validate_(self, level):
-        try:
-            with self.open() as fh:
-                cfg = json.load(fh)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValidationError(f"config.json is not valid JSON: {e}")
-        if not isinstance(cfg, dict):
-            raise ValidationError("config.json must hold a JSON object")
+        cfg = _json_object(self, "config.json")
         missing = [k for k in REQUIRED_KEYS if k not in cfg]
         if missing:
             raise ValidationError(f"config.json lacks required keys {missing}")
@@ -67,13 +73,7 @@ class AAMCardJSONFormat(model.TextFileFormat):
     """The model card's facts (card.json): a JSON object."""
 
     def _validate_(self, level):
-        try:
-            with self.open() as fh:
-                card = json.load(fh)
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ValidationError(f"card.json is not valid JSON: {e}")
-        if not isinstance(card, dict):
-            raise ValidationError("card.json must hold a JSON object")
+        _json_object(self, "card.json")
 
 
 class AAMModelDirFmt(model.DirectoryFormat):
