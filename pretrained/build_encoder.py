@@ -75,9 +75,13 @@ def distance_fit(bundle, table, tree, seed: int = 0) -> dict:
 
 
 def git_commit() -> str:
+    """The commit whose code runs the build (taken when it starts), '+changes' where the
+    working tree differs from it."""
+    run = lambda *a: subprocess.run(["git", *a], cwd=HERE, capture_output=True, text=True,
+                                    check=True).stdout.strip()
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True,
-                              text=True, check=True).stdout.strip()
+        dirty = run("status", "--porcelain", "--", "aam_engine", "pretrained")
+        return run("rev-parse", "HEAD") + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -99,6 +103,7 @@ def main(argv=None) -> int:
         (model if k in MODEL or k in api.ModelConfig.__dataclass_fields__ else train)[k] = \
             type(getattr(api.ModelConfig() if k in api.ModelConfig.__dataclass_fields__
                          else api.TrainConfig(), k))(v)
+    commit = git_commit()
     corpus = Path(a.corpus)
     manifest = json.loads((corpus / "manifest.json").read_text())
     studies = sorted(manifest["studies"])
@@ -135,7 +140,7 @@ def main(argv=None) -> int:
     weights = (out / "weights.safetensors").read_bytes()
     card = {
         "name": "q2-aam default encoder (Greengenes 13_8 V4 corpus)",
-        "built": datetime.date.today().isoformat(), "commit": git_commit(),
+        "built": datetime.date.today().isoformat(), "commit": commit,
         "command": "make pretrained",
         "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
         "minutes": round(minutes, 1),

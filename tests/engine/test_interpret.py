@@ -8,7 +8,7 @@ from aam_engine.data.table import SampleTable
 from aam_engine.interpret import attention_importance, integrated_gradients
 
 MC = ModelConfig(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60,
-                 token_limit=32, dropout=0.0)
+                 token_limit=32, dropout=0.0, shipped_encoder=False)   # trained whole, here
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from aam_engine.config import ModelConfig, TrainConfig
 from ..conftest import shared_data
 
 MC = ModelConfig(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60,
-                 token_limit=24, dropout=0.1)
+                 token_limit=24, dropout=0.1, shipped_encoder=False)   # trained whole, here
 
 
 def _cli(args, **kw):
