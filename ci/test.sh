@@ -15,7 +15,7 @@ run_suite() {   # name python
   local name=$1 py=$2 log
   log=$(mktemp)
   echo "=== pytest on $name ($("$py" -c 'import qiime2; print("QIIME 2", qiime2.__version__)')) ===" >&2
-  "$py" -m pytest -q -rs tests 2>&1 | tee "$log"
+  "$py" -m pytest -q -rs ${AAM_TESTS:-tests} 2>&1 | tee "$log"
   local r=${PIPESTATUS[0]}
   [ "$r" = 5 ] && { echo "[test] $name: pytest collected no tests" >&2; r=1; }
   summary+=("$name: $(grep -E '^[0-9]+ (passed|failed)|^=+ .*(passed|failed).* =+$' "$log" | tail -1 | tr -d '=' | xargs) (exit $r)")
