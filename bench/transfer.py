@@ -75,19 +75,6 @@ def load(name):
     return table.rarefy(spec["depth"], seed=0), md
 
 
-def retrim(table, start: int, length: int):
-    """The table with every read cut to ``length`` bases from ``start`` (features whose cut
-    reads coincide are merged; IDs become the cut reads, as in a Deblur table)."""
-    import scipy.sparse as sp
-    from aam_engine.data import SampleTable
-    cut = [s[start:start + length] for s in table.sequences]
-    ids = sorted(set(cut))
-    col = {s: i for i, s in enumerate(ids)}
-    M = sp.csr_matrix((np.ones(len(cut)), (np.arange(len(cut)), [col[s] for s in cut])),
-                      shape=(len(cut), len(ids)))
-    return SampleTable.from_arrays(table.counts @ M, table.sample_ids, ids)
-
-
 def matrix(tables, rows_of):
     """Counts of several tables' samples over the union of their features (IDs as given)."""
     feats = sorted(set().union(*(t.feature_ids for t in tables)))
@@ -142,7 +129,7 @@ def run_split(name, table, md, seed, shipped):
         rec["models"][m] = {**scores(y_te, list(pred), True), **chosen}
         rec["minutes"][m] = (time.time() - t0) / 60
     if name == RETRIM["study"]:
-        rt = retrim(te_t, RETRIM["start"], RETRIM["length"])
+        rt = te_t.trimmed(RETRIM["start"], RETRIM["length"])
         rec["retrim"] = {}
         for m, model in fitted.items():
             ids, labels, _, _ = api.predict(model, rt)
@@ -152,7 +139,7 @@ def run_split(name, table, md, seed, shipped):
         pred, _ = BASELINES["rf_tuned"](Xtr_raw, y_tr, Xte_raw, True, g, seed)
         rec["retrim"]["rf_tuned_raw_ids"] = scores(y_te, list(pred), True)
         # its best case: training ASVs cut to the common region too
-        Xtr_c, Xte_c = matrix([retrim(tr_t, RETRIM["start"], RETRIM["length"]), rt],
+        Xtr_c, Xte_c = matrix([tr_t.trimmed(RETRIM["start"], RETRIM["length"]), rt],
                               [train, test])
         pred, _ = BASELINES["rf_tuned"](Xtr_c, y_tr, Xte_c, True, g, seed)
         rec["retrim"]["rf_tuned_common_region"] = scores(y_te, list(pred), True)

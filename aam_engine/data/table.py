@@ -242,6 +242,17 @@ class SampleTable:
         return SampleTable(counts, self.sample_ids + ids, self.feature_ids,
                            self.sequences), ids
 
+    def trimmed(self, start: int, length: int) -> "SampleTable":
+        """The table as another primer / read length would have given it: every read cut to
+        ``length`` bases from ``start``; features whose cut reads coincide are merged (their
+        counts summed), and the cut reads become the feature IDs, as in a Deblur table."""
+        cut = [s[start:start + length] for s in self.sequences]
+        ids = sorted(set(cut))
+        col = {s: i for i, s in enumerate(ids)}
+        merge = sp.csr_matrix((np.ones(len(cut)), (np.arange(len(cut)), [col[s] for s in cut])),
+                              shape=(len(cut), len(ids)))
+        return SampleTable.from_arrays(self.counts @ merge, self.sample_ids, ids)
+
     # ------------------------------------------------------------------ splits
     def split(self, validation_fraction: float, seed: int = 0, groups=None,
               sample_ids=None) -> tuple[list[str], list[str]]:

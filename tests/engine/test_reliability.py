@@ -37,7 +37,8 @@ def test_sigkill_mid_training_resumes_to_the_same_result(example_paths, tmp_path
               "--metadata", str(p["metadata"]), "--target", "age", "--task", "regression",
               "--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
               "--max-bp", "60", "--token-limit", "24", "--epochs", "8", "--batch-size", "4",
-              "--learning-rate", "0.003", "--progress", "false", "--patience", "0"]
+              "--learning-rate", "0.003", "--progress", "false", "--patience", "0",
+              "--shipped-encoder", "false"]          # the whole model trains, from scratch
     ref = _cli(common + ["--output", str(tmp_path / "ref")])
     assert ref.wait(timeout=300) == 0, ref.stderr.read()
     ck = tmp_path / "ck"
