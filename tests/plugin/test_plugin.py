@@ -264,11 +264,26 @@ def test_nan_targets_name_the_samples(aam, arts):
                                   **TINY)
 
 
+def test_fit_starts_from_the_shipped_encoder_by_default(aam, arts):
+    """Given no encoder, phylogeny or distance matrix, the heads train on the shipped encoder
+    (its sizes), and the fit reports how it compares with both baselines."""
+    from aam_engine import pretrained
+    from aam_engine.io import ModelBundle
+    model, _ = aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
+                                         metadata=arts["md"].get_column("age"), epochs=2)
+    bundle = model.view(ModelBundle)
+    assert bundle.extra["pretrained_encoder"] and bundle.model_config.freeze_base
+    shipped = pretrained.card()["model"]
+    assert {k: getattr(bundle.model_config, k) for k in shipped} == shipped
+    assert set(bundle.extra["baselines"]) >= {"aam", "rf_q2", "l2_linear", "verdict"}
+
+
 def test_freeze_base_without_encoder_trains_the_whole_model(aam, arts):
-    """freeze-base (default on) applies to a pretrained encoder; without one, all trains."""
+    """freeze-base (default on) applies to a pretrained encoder; without one (and without the
+    shipped one), all trains."""
     model, _ = aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
                                          metadata=arts["md"].get_column("age"),
-                                         freeze_base=True, **TINY)
+                                         freeze_base=True, shipped_encoder=False, **TINY)
     from aam_engine.io import ModelBundle
     bundle = model.view(ModelBundle)
     assert bundle.model_config.freeze_base is False
