@@ -433,12 +433,19 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), enc, levels, history, extra)
 
 
+MAX_BASELINE_CELLS = 50_000_000     # samples x features the baselines hold densely (400 MB)
+
+
 def _baselines(table, y, task, enc, extra, groups, train_cfg) -> dict | None:
     """AAM's validation predictions against a random forest and an L2 linear model on the
     same samples (aam_engine.baselines); None, with a warning, without scikit-learn."""
     import importlib.util
     if importlib.util.find_spec("sklearn") is None:
         warnings.warn("scikit-learn is not installed: the fit is not compared with baselines")
+        return None
+    if table.n_samples * table.n_features > MAX_BASELINE_CELLS:    # they read dense counts
+        warnings.warn(f"The table is too large ({table.n_samples} x {table.n_features}) to "
+                      "compare the fit with in-memory baselines; skipped (compare_baselines).")
         return None
     from .baselines import compare_with_baselines
     val = extra["validation"]
