@@ -216,9 +216,9 @@ def _train(table, model_cfg, train_cfg, task, **kw):
 def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None,
                  covariates=None, class_weights=None, decode=None, groups=None,
                  encoder: ModelBundle | None = None, checkpoint_dir=None, log_dir=None,
-                 resume=True, split=None):
-    """``split``: (train ids, validation ids) when the caller made it (default: the seeded
-    split of the table's samples, whole groups to one side)."""
+                 resume=True):
+    """Train on the seeded split of the table's samples (whole groups to one side), or with
+    cross-fitted heads on K folds of all of them."""
     import torch
     from .models import AAM
     from .training import TaskData, Trainer
@@ -227,7 +227,7 @@ def _train_local(table, model_cfg, train_cfg, task, targets=None, distances=None
         train_ids = val_ids = list(table.sample_ids)  # trains all heads but one, scores one
         folds = fold_ids(train_ids, model_cfg.ensemble, train_cfg.random_seed, groups)
     else:
-        train_ids, val_ids = split or _split(table.sample_ids, train_cfg, groups)
+        train_ids, val_ids = _split(table.sample_ids, train_cfg, groups)
     _check_enough(len(train_ids), train_cfg)
     builder = BatchBuilder(table, model_cfg.token_limit, model_cfg.max_bp,
                            train_cfg.asv_selection, distances, targets, covariates,
@@ -283,9 +283,11 @@ def validation_outputs(trainer, model, data, val_ids):
     """Per-sample validation predictions (for the summary plots); with cross-fitted heads
     each sample's prediction by the head that did not train on it."""
     from .training.trainer import run_model
-    key = ("embedding" if data.task == "encoder" else
+    key = (("embedding", "learned_embedding") if data.task == "encoder" else
            "head_predictions" if data.folds is not None else "prediction")
     out = run_model(model, data.builder, data.val_rows, trainer.device, trainer.asv_cache, key=key)
+    if data.task == "encoder":
+        out, learned = out
     if data.folds is not None:
         out = out[np.arange(len(out)), data.folds[data.val_rows]]
     if data.task == "regression":
@@ -301,9 +303,12 @@ def validation_outputs(trainer, model, data, val_ids):
         # the validation pairs' model and UniFrac distances (the encoder summary's scatter),
         # at most MAX_SUMMARY_PAIRS of them, drawn reproducibly
         keep = capped_rows(len(val_ids), MAX_DISTANCE_ROWS)
-        d, D = known_pairs(out[keep], data.builder.distances.block(data.val_rows[keep]),
-                           float(model.distance_offset().detach()))
+        block = data.builder.distances.block(data.val_rows[keep])
+        d, D = known_pairs(out[keep], block, float(model.distance_offset().detach()))
         rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
+        # the learned part alone (what pretraining fits; the sketch needs no training)
+        dl, _ = known_pairs(learned[keep], block, float(model.distance.learned_offset()))
+        rec["learned_unifrac_r2"] = r2_score(D, dl)
         pick = capped_rows(len(d), MAX_SUMMARY_PAIRS)
         d, D = d[pick], D[pick]
         rec["pairs"] = {"model": np.round(d, 5).tolist(), "unifrac": np.round(D, 5).tolist()}
@@ -330,31 +335,16 @@ def _subset_resolve(table, keep, distances, tree, metric):
     return resolve_distances(table, distances, tree, metric)
 
 
-def _with_copies(table, train_ids, train_cfg):
-    return table.with_rarefied_copies(train_ids, train_cfg.rarefied_copies,
-                                      seed=train_cfg.random_seed)
-
-
 def _pretrain(table, model_cfg, train_cfg, distances, tree, metric, rarefaction_depth, groups,
               checkpoint_dir, log_dir) -> ModelBundle:
     """pretrain() on configurations already validated (fit's first stage calls it too)."""
     table = _node_shared(prepare_table, table, rarefaction_depth, train_cfg.random_seed)
     model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
-    split, copies = None, []
-    if train_cfg.rarefied_copies and tree is not None:
-        # the split first (on the real samples), then copies of the training ones only
-        train_ids, val_ids = _split(table.sample_ids, train_cfg, groups)
-        table, copies = _node_shared(_with_copies, table, train_ids, train_cfg)
-        split = (train_ids + copies, val_ids)
     table, dist = _node_shared(resolve_distances, table, distances, tree, metric)
     if dist is None and train_cfg.nuc_penalty == 0:
         raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
     model, history, extra = _train(table, model_cfg, train_cfg, "encoder", distances=dist,
-                                   groups=groups, checkpoint_dir=checkpoint_dir, log_dir=log_dir,
-                                   split=split)
-    if copies:
-        extra.update(n_samples=table.n_samples - len(copies), rarefied_copies=len(copies),
-                     train_samples=train_ids)
+                                   groups=groups, checkpoint_dir=checkpoint_dir, log_dir=log_dir)
     extra["unifrac_metric"] = metric if tree is not None else "precomputed"
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
                        history, extra)
@@ -507,18 +497,19 @@ def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: st
     return table.sample_ids, [classes[i] for i in probs.argmax(1)], probs, classes
 
 
-def distance_offset(bundle: ModelBundle) -> float:
+def distance_offset(bundle: ModelBundle, learned: bool = False) -> float:
     """The model's distance between two DIFFERENT samples is this offset + the Euclidean
-    distance of their embeddings (``embed``); see ``embedding_distances``."""
-    key = "mix_offset.offset" if bundle.model_config.set_sketch else "embed_offset.offset"
-    return float(bundle.state_dict[key].abs())
+    distance of their embeddings (``embed``); see ``embedding_distances``.  ``learned``: the
+    offset of the embedding's learned part alone (its 'learned_embedding' output)."""
+    from .models.distance_head import offset_weight
+    return float(bundle.state_dict[offset_weight(bundle.model_config, learned)].abs())
 
 
 def embedding_distances(bundle: ModelBundle, emb) -> np.ndarray:
     """The model's UniFrac estimate between the rows of ``emb`` (from ``embed``): a square
     matrix, 0 on the diagonal, offset + Euclidean distance elsewhere (still a metric)."""
-    from scipy.spatial.distance import pdist, squareform
-    return squareform(pdist(np.asarray(emb, np.float64)) + distance_offset(bundle))
+    from .models.distance_head import distance_matrix
+    return distance_matrix(emb, distance_offset(bundle))
 
 
 def embed(bundle: ModelBundle, table: SampleTable, device: str = "auto", batch_size: int = 32):

@@ -6,7 +6,7 @@
     aam-engine pretrained-encoder --output enc/
     aam-engine train    --table t.biom --metadata m.tsv --target age --task regression [--encoder enc/] --output reg/
     aam-engine predict  --model reg/ --table t.biom --output predictions.tsv
-    aam-engine embed    --model enc/ --table t.biom --output embeddings.tsv
+    aam-engine embed    --model enc/ --table t.biom --output embeddings.tsv [--distances d.tsv]
 
 Runs unchanged under `torchrun --nproc_per_node=N` (one node) or with --nnodes/--rdzv-endpoint
 (several nodes); only rank 0 writes outputs.  The model directory it writes imports into
@@ -186,6 +186,10 @@ def main(argv=None) -> int:
         q.add_argument("--metadata", help="metadata TSV with the model's covariate columns")
         q.add_argument("--device", default="auto")
         q.add_argument("--output", required=True, help="TSV to write")
+        if name == "embed":
+            q.add_argument("--distances", help="also write the model's UniFrac estimate between "
+                           "the samples (a square TSV: the distance matrix that `qiime aam "
+                           "embed` gives; the embedding's own distances lack the model's offset)")
 
     args = p.parse_args(argv)
     try:
@@ -226,6 +230,11 @@ def _run(args) -> int:
         ids, emb = api.embed(bundle, table, device=args.device)
         _write_tsv(args.output, ["sample-id"] + [f"dim{i}" for i in range(emb.shape[1])],
                    [[s] + [f"{v:.6g}" for v in row] for s, row in zip(ids, emb)])
+        if args.distances:
+            dm = api.embedding_distances(bundle, emb)
+            _write_tsv(args.distances, [""] + list(ids),
+                       [[s] + [f"{v:.6g}" for v in row] for s, row in zip(ids, dm)])
+            print(f"written {args.distances}", file=sys.stderr)
     elif bundle.task == "regression":
         ids, vals = api.predict(bundle, table, covs, device=args.device)
         _write_tsv(args.output, ["SampleID", "prediction"], [[s, f"{v:.6g}"] for s, v in zip(ids, vals)])

@@ -118,14 +118,6 @@ class ModelConfig(_Serial):
                                      "kept).", lo=1, plugin="model")
     embedding_out: int = setting(0, "Size of the UniFrac embedding space (0 = embedding_dim).",
                                  lo=0)
-    count_head: bool = setting(False, "Add a head that predicts each ASV's relative abundance.")
-    sample_norm: bool = setting(
-        False, "Normalise the sample vector (LayerNorm without weights: mean 0, variance 1 "
-        "over its numbers) before the UniFrac embedding reads it (the heads read it as it is). "
-        "The attention pool is a weighted mean of ASV states, so a sample with few ASVs lands "
-        "far from the rest and its distances overshoot; normalised, it can differ only in "
-        "direction. Off by default: it helped distances of shallow samples of new subjects "
-        "but cost predictions (docs/experiments.md).")
     set_sketch: int = setting(
         1024, "Numbers in the sketch of the sample's ASV set appended to the UniFrac embedding "
         "(0 = off): the normalised sum of a fixed pseudo-random +-1 vector per ASV sequence, "
@@ -249,15 +241,6 @@ class TrainConfig(_Serial):
     nuc_penalty: float = setting(
         0.0, "Weight of the masked-nucleotide loss (0 = off: the encoder then learns from "
         "UniFrac on the same unmasked sequences that prediction reads).", lo=0, plugin="train")
-    rarefied_copies: int = setting(
-        0, "Pretraining with a phylogeny: each training sample also joins as this many "
-        "copies of itself subsampled to a random depth of 30-300 reads (their UniFrac computed "
-        "from the tree), so the encoder also learns where shallow, ASV-poor samples lie. "
-        "Validation samples are not copied. Not used with a distance matrix (copies have no "
-        "distances there). Off by default: it helps the distances of shallow samples of new "
-        "subjects, costs predictions and doubles pretraining time (docs/experiments.md); for "
-        "encoders whose distances matter more than their predictions.", lo=0, hi=10,
-        plugin="train")
     target_penalty: float = setting(1.0, "Weight of the prediction loss.", lo=0, plugin="fit")
     compare_baselines: bool = setting(
         True, "After a fit, also fit a random forest and an L2-regularised linear model (on "
@@ -265,8 +248,6 @@ class TrainConfig(_Serial):
         "samples (with cross-fitted heads: on the same folds), so that the history and the "
         "summary say whether AAM was worth it on these data. Turn off to save the time it "
         "takes (about as long as fitting the heads). Needs scikit-learn.", plugin="fit")
-    count_penalty: float = setting(0.0, "Weight of the relative-abundance prediction loss "
-                                        "(0 = off).", lo=0, plugin="train")
     mask_ratio: float = setting(0.15, "Fraction of nucleotides masked for the masked-nucleotide "
                                       "objective.", lo=0, hi=0.9, plugin="train")
     read_trim: int = setting(
@@ -316,8 +297,7 @@ def apply_preset(model_cfg: ModelConfig, train_cfg: TrainConfig):
 
 # what a fine-tuned model takes from its pretrained encoder
 ENCODER_SIZES = ("embedding_dim", "attention_heads", "attention_layers", "intermediate_ratio",
-                 "max_bp", "kmer_size", "token_limit", "embedding_out", "count_head",
-                 "sample_norm", "set_sketch")
+                 "max_bp", "kmer_size", "token_limit", "embedding_out", "set_sketch")
 
 
 def warn_size_mismatch(asked: dict, encoder: ModelConfig):

@@ -49,11 +49,10 @@ def capped_rows(n: int, cap: int = MAX_DISTANCE_ROWS, seed: int = 0) -> np.ndarr
 
 
 def pair_distances(emb, offset: float = 0.0):
-    """(i, j, d): the pairs i < j and the model's distances between those rows of emb:
-    ``offset`` + Euclidean distance (the model's offset: ``api.distance_offset``)."""
-    emb = np.asarray(emb, float)
-    i, j = np.triu_indices(len(emb), 1)
-    return i, j, offset + np.sqrt(((emb[i] - emb[j]) ** 2).sum(-1))
+    """(i, j, d): the pairs i < j and the model's distances between those rows of emb
+    (models.distance_head.pair_distances: the one formula; torch is loaded by then)."""
+    from .models.distance_head import pair_distances as formula
+    return formula(np.asarray(emb, float), offset)
 
 
 def known_pairs(emb, dist, offset: float = 0.0):
@@ -94,27 +93,3 @@ def constant_fraction(pred, tolerance: float = 0.0) -> float:
         return float(np.mean(np.abs(pred - mode) <= tolerance))
     _, counts = np.unique(pred, return_counts=True)
     return float(counts.max() / len(pred))
-
-
-def fit_distance_mix(d_learned, d_sketch, target) -> tuple[float, float, float]:
-    """(offset, c, b) >= 0 minimising the mean squared error of
-    offset + sqrt(c^2 d_learned^2 + b^2 d_sketch^2) against ``target`` (pairs): Nelder-Mead on
-    log c, log b from three starts (the learned part alone, the sketch alone, both), the
-    offset in closed form (the mean residual, at least 0)."""
-    from scipy.optimize import minimize
-    dl2, ds2 = np.asarray(d_learned, float) ** 2, np.asarray(d_sketch, float) ** 2
-    y = np.asarray(target, float)
-
-    def parts(q):
-        base = np.sqrt(np.exp(2 * q[0]) * dl2 + np.exp(2 * q[1]) * ds2)
-        return max(0.0, float((y - base).mean())), base
-
-    def loss(q):
-        o, base = parts(q)
-        return float(((o + base - y) ** 2).mean())
-    # starts: each part scaled to the targets' mean on its own, then both at half weight
-    sl = np.log(y.mean() / max(np.sqrt(dl2).mean(), 1e-12))
-    ss = np.log(y.mean() / max(np.sqrt(ds2).mean(), 1e-12))
-    starts = ([sl, ss - 4], [sl - 4, ss], [sl - 0.35, ss - 0.35])
-    best = min((minimize(loss, q0, method="Nelder-Mead") for q0 in starts), key=lambda r: r.fun)
-    return parts(best.x)[0], float(np.exp(best.x[0])), float(np.exp(best.x[1]))

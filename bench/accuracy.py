@@ -221,7 +221,7 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
         mix = enc.extra["sketch_mix"]
         emb_te, emb_tr = (e[:, :-K] / mix["learned_scale"] for e in (emb_te, emb_tr))
         rec["encoder_learned"] = distance_fit(
-            emb_te, dist[np.ix_(ite, ite)], float(enc.state_dict["embed_offset.offset"].abs()))
+            emb_te, dist[np.ix_(ite, ite)], api.distance_offset(enc, learned=True))
         rec["sketch_mix"] = mix
     X = table.counts.toarray()
     for target, classify in spec["targets"]:

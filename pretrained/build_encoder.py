@@ -67,7 +67,7 @@ def distance_fit(bundle, table, tree, seed: int = 0) -> dict:
                               key=("embedding", "learned_embedding"))
     D = unifrac(np.arange(table.n_samples))
     d_full, y = known_pairs(full, D, api.distance_offset(bundle))
-    d_learned, _ = known_pairs(learned, D, float(bundle.state_dict["embed_offset.offset"].abs()))
+    d_learned, _ = known_pairs(learned, D, api.distance_offset(bundle, learned=True))
     return {"samples": table.n_samples, "pairs": int(len(y)),
             "r2_embedding": round(r2_score(y, d_full), 4),
             "r2_learned_part": round(r2_score(y, d_learned), 4),

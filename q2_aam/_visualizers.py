@@ -113,7 +113,8 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
     name = model.target.get("name") or "target"
     if "val_unifrac_r2" in hist.columns and hist["val_unifrac_r2"].notna().any():
         _plot_r2_history(hist, os.path.join(output_dir, "unifrac-r2.png"))
-        figures.append(("Validation UniFrac R² per epoch", "unifrac-r2.png"))
+        figures.append(("Validation UniFrac R² per epoch, of the embedding's learned part "
+                        "(what training fits)", "unifrac-r2.png"))
     const = None
     heads = model.extra.get("cross_fitted_heads", 0)
     held_out = (f"out of fold: each of {len(val.get('true', []))} samples by the one of "
@@ -160,9 +161,14 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
                       f"{'yes' if choice['head_kmer_size'] else 'no'}: out-of-fold target loss "
                       f"{fmt(loss.get(True))}, against {fmt(loss.get(False))} the other way"))
     if model.task == "encoder" and val.get("pairs"):
-        facts.append(("validation UniFrac R² / Pearson / Spearman",
+        facts.append(("validation UniFrac R² / Pearson / Spearman of the distances that "
+                      "`embed` gives",
                       " / ".join(f"{val.get('unifrac_' + k, float('nan')):.3f}"
                                  for k in ("r2", "pearson", "spearman"))))
+        if "learned_unifrac_r2" in val:
+            facts.append(("validation UniFrac R² of the embedding's learned part alone "
+                          "(without the ASV-set sketch, which needs no training)",
+                          f"{val['learned_unifrac_r2']:.3f}"))
     q2templates.render(os.path.join(TEMPLATES, "index.html"), output_dir, context={
         "title": f"AAM {model.task} model", "figures": figures, "config": rows,
         "facts": facts, "final": sorted(final.items()),

@@ -201,47 +201,6 @@ class SampleTable:
         t = SampleTable.from_biom(bt, seq)
         return t.subset(order)
 
-    def with_rarefied_copies(self, sample_ids, copies: int, depths=(30, 300),
-                             seed: int = 0) -> tuple["SampleTable", list[str]]:
-        """(this table with ``copies`` copies of each of ``sample_ids`` appended, the copies'
-        IDs).  Each copy is its sample subsampled without replacement to a depth drawn
-        uniformly from ``depths`` (at most the sample's own depth): the same community seen
-        shallower, with fewer ASVs.  Copy IDs are '<sample>~rare<k>' (made unique)."""
-        if not np.array_equal(self.counts.data, np.rint(self.counts.data)):
-            raise ValueError("Rarefied copies subsample reads, so they need whole-number counts "
-                             "(FeatureTable[Frequency]); this table has fractional ones. Give "
-                             "the read counts, or set rarefied_copies to 0.")
-        rng = np.random.default_rng([int(seed), 0x7A4E])
-        lo, hi = int(depths[0]), int(depths[1])
-        taken = set(self.sample_ids)
-        ri, ci, vals, ids = [], [], [], []
-        for s in sample_ids:
-            r = self._sample_index[s]
-            lo_i, hi_i = self.counts.indptr[r], self.counts.indptr[r + 1]
-            feats = self.counts.indices[lo_i:hi_i]
-            cnts = self.counts.data[lo_i:hi_i].astype(np.int64)      # whole numbers: checked
-            for k in range(copies):
-                depth = min(int(rng.integers(lo, hi + 1)), int(cnts.sum()))
-                drawn = rng.multivariate_hypergeometric(cnts, depth)
-                ri.append(np.full(len(feats), len(ids)))
-                ci.append(feats)
-                vals.append(drawn)
-                name, n = f"{s}~rare{k}", 0
-                while name in taken:
-                    n += 1
-                    name = f"{s}~rare{k}.{n}"
-                taken.add(name)
-                ids.append(name)
-        if not ids:
-            return self, []
-        new = sp.csr_matrix((np.concatenate(vals).astype(np.float64),
-                             (np.concatenate(ri), np.concatenate(ci))),
-                            shape=(len(ids), self.n_features))
-        new.eliminate_zeros()
-        counts = sp.vstack([self.counts, new]).tocsr()
-        return SampleTable(counts, self.sample_ids + ids, self.feature_ids,
-                           self.sequences), ids
-
     def trimmed(self, start: int, length: int) -> "SampleTable":
         """The table as another primer / read length would have given it: every read cut to
         ``length`` bases from ``start``; features whose cut reads coincide are merged (their

@@ -158,39 +158,105 @@ def read_safetensors_header(path) -> dict:
     return header
 
 
+# ---------------------------------------------------------------- reading older formats
+# One step per format minor: step N turns a config.json of format 2.N into one of 2.(N+1)
+# (in place) and returns a rename of its tensors (old name -> new, or None) and the names of
+# tensors that format lacked and that read as zero.  Each version that these steps reach has a
+# stored example, written by the engine of that version (tests/data/model_formats).
 OFFSET_WEIGHT = "embed_offset.offset"
-# format 2.2 moved the one target head into heads.0 (of `ensemble` heads)
 HEAD_RENAMES = (("head_pool", "heads.0.pool"), ("head_shift", "heads.0.shift"),
                 ("head_scale", "heads.0.scale"), ("covariates", "heads.0.covariates"),
                 ("fuse", "heads.0.fuse"), ("head", "heads.0.mlp"), ("out_scale", "heads.0.out_scale"))
 
 
-def _upgrade(cfg: dict):
-    """What a file of an older format minor needs to be read as the current one: its
-    config.json's model settings are fixed in place; returns (rename: old tensor name -> new,
-    names of tensors it lacks that are zero).  2.0 had no distance offset (read as 0); before
-    2.2 a predictor had one head with names of its own; before 2.3 heads read no k-mer
-    spectrum; before 2.4 sample vectors were not normalised; before 2.5 no set sketch."""
-    minor = int(str(cfg["format_version"]).split(".")[1])
-    rename, zero = (lambda name: name), []
-    if minor < 1:
-        zero.append(OFFSET_WEIGHT)
-    if minor < 3:
-        cfg["model"]["head_kmer_size"] = 0
-    if minor < 4:
-        cfg["model"]["sample_norm"] = False
-    if minor < 5:
-        cfg["model"]["set_sketch"] = 0
-    if minor < 2 and cfg["model"].get("task") != "encoder":
-        cfg["model"]["ensemble"] = 1
+def _from_2_0(cfg):
+    """2.1 added the learned distance offset: a 2.0 model's distances have none (0)."""
+    return None, [OFFSET_WEIGHT]
 
-        def new(name):
-            for old, to in HEAD_RENAMES:
-                if name == old or name.startswith(old + "."):
-                    return to + name[len(old):]
-            return name
-        rename = new
-    return rename, zero
+
+def _from_2_1(cfg):
+    """2.2 made the target head `ensemble` cross-fitted heads heads.K.*: one head, renamed."""
+    if cfg["model"].get("task") == "encoder":
+        return None, []
+    cfg["model"]["ensemble"] = 1
+
+    def rename(name):
+        for old, to in HEAD_RENAMES:
+            if name == old or name.startswith(old + "."):
+                return to + name[len(old):]
+        return name
+    return rename, []
+
+
+def _from_2_2(cfg):
+    """2.3 let heads read each sample's k-mer spectrum: older heads read none."""
+    cfg["model"]["head_kmer_size"] = 0
+    return None, []
+
+
+def _from_2_3(cfg):
+    """2.4 had a setting (since retired) that normalised the sample vector; older: off."""
+    return None, []
+
+
+def _from_2_4(cfg):
+    """2.5 added the sketch of the sample's ASV set to the embedding: older models have none."""
+    cfg["model"]["set_sketch"] = 0
+    return None, []
+
+
+DISTANCE_WEIGHTS = ("embed.", "embed_scale.", "embed_offset.", "sketch_scale.", "mix_scale.",
+                    "mix_offset.")
+
+
+def _from_2_5(cfg):
+    """2.6 gathered what turns sample vectors into distances into one module, `distance`."""
+    return (lambda name: "distance." + name if name.startswith(DISTANCE_WEIGHTS) else name), []
+
+
+UPGRADES = (_from_2_0, _from_2_1, _from_2_2, _from_2_3, _from_2_4, _from_2_5)
+MAJOR = int(FORMAT_VERSION.split(".")[0])
+READABLE_VERSIONS = tuple(f"{MAJOR}.{m}" for m in range(len(UPGRADES) + 1))
+assert READABLE_VERSIONS[-1] == FORMAT_VERSION, "a format minor without its upgrade step"
+
+# settings that were measured and not kept: a file that has them at the value that changes
+# nothing reads without them; one trained with them on cannot be read faithfully
+RETIRED = {"model": {"sample_norm": False, "count_head": False},
+           "training": {"rarefied_copies": 0, "count_penalty": 0.0}}
+
+
+def refit_error(version, why: str) -> ValueError:
+    return ValueError(f"This model was written in format {version} ({why}); this engine "
+                      f"({__version__}, format {FORMAT_VERSION}) cannot read it faithfully. "
+                      "Refit it with this release (same data and settings).")
+
+
+def _retire(cfg):
+    for part, settings in RETIRED.items():
+        for name, idle in settings.items():
+            value = cfg[part].pop(name, idle)
+            if value != idle:
+                raise refit_error(cfg["format_version"],
+                                  f"trained with {name}={value!r}, a setting this engine "
+                                  "no longer has")
+
+
+def _upgrade(cfg: dict):
+    """Bring a parsed config.json of any readable format up to today's, in place; returns
+    (rename: stored tensor name -> today's name, names of tensors that read as zero)."""
+    minor = int(str(cfg["format_version"]).split(".")[1])
+    renames, zero = [], []
+    for step in UPGRADES[minor:]:
+        rename, zeros = step(cfg)
+        renames += [rename] if rename else []
+        zero += zeros
+    _retire(cfg)
+
+    def rename(name):
+        for r in renames:
+            name = r(name)
+        return name
+    return rename, [rename(name) for name in zero]
 
 
 def expected_shapes(mcfg: ModelConfig) -> dict:
@@ -209,16 +275,23 @@ def _check_version(v: str):
     except ValueError:
         raise ValueError(f"model format version {v!r} is not MAJOR.MINOR") from None
     my_major, my_minor = (int(x) for x in FORMAT_VERSION.split("."))
+    if major < my_major:
+        raise refit_error(v, "from an early release whose weights mean something else")
     if major != my_major or minor > my_minor:
         raise ValueError(f"This model was written in format {v}; this engine "
                          f"({__version__}) reads {my_major}.0 to {FORMAT_VERSION}. Upgrade q2-aam.")
 
 
 def validate_model_dir(path, level: str = "max") -> dict:
-    """Check a model directory without loading weights; returns the parsed config.
-    ``level='min'`` only checks the files and JSON keys (no torch); 'max' also reads the
-    safetensors header and checks every tensor name and shape against the model that the
-    configuration builds (on the meta device)."""
+    """Check a model directory without loading weights; returns the parsed config, upgraded
+    to today's format.  ``level='min'`` only checks the files and JSON keys (no torch); 'max'
+    also reads the safetensors header and checks every tensor name and shape against the model
+    that the configuration builds (on the meta device)."""
+    return _validated(path, level)[0]
+
+
+def _validated(path, level):
+    """(upgraded config, tensor rename, names of tensors that read as zero)."""
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"{path} is not a model directory")
@@ -258,7 +331,7 @@ def validate_model_dir(path, level: str = "max") -> dict:
             raise ValueError(f"classifier has {mcfg.n_outputs} outputs but {len(classes)} class "
                              "labels in config.json")
     if level == "min":
-        return cfg
+        return cfg, rename, zero
     header = {rename(k): v for k, v in read_safetensors_header(path / WEIGHTS).items()
               if k != "__metadata__"}
     expected = expected_shapes(mcfg)
@@ -273,14 +346,13 @@ def validate_model_dir(path, level: str = "max") -> dict:
         if list(header[name]["shape"]) != shape:
             raise ValueError(f"{WEIGHTS}: tensor {name!r} has shape {header[name]['shape']}, "
                              f"config.json implies {shape}")
-    return cfg
+    return cfg, rename, zero
 
 
 def read_model_dir(path) -> ModelBundle:
     from safetensors.torch import load_file
     path = Path(path)
-    cfg = validate_model_dir(path, "max")
-    rename, zero = _upgrade(cfg)
+    cfg, rename, zero = _validated(path, "max")
     state = {rename(k): v for k, v in load_file(str(path / WEIGHTS)).items()}
     if zero:
         import torch

@@ -18,8 +18,8 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE, A, T
-from .layers import (AttentionPool, DistanceOffset, KmerProfile, LogScale, identity_vectors,
-                     kmer_spectrum, run_blocks, set_sketch, transformer_stack)
+from .distance_head import DistanceHead
+from .layers import AttentionPool, KmerProfile, kmer_spectrum, run_blocks, transformer_stack
 
 
 def relative_abundance(counts):
@@ -163,26 +163,8 @@ class AAM(nn.Module):
         D = cfg.embedding_dim
         self.asv = ASVEncoder(cfg)
         self.sample = SampleEncoder(cfg)
-        self.embed = nn.Linear(D, cfg.embedding_out or D, bias=False)  # distances ignore a shift
-        # orthogonal: the embedding starts with the sample vectors' own distances
-        nn.init.orthogonal_(self.embed.weight)
-        # one learnable scale between embedding and UniFrac distances, set from the data before
-        # training (Trainer.calibrate): distances start on UniFrac's scale whatever the init
-        self.embed_scale = LogScale()
-        # UniFrac between two different samples is never near 0 (each sample has ASVs of its
-        # own): the model's distance between samples i != j is offset + |e_i - e_j|, the
-        # additive constant of classical scaling, learned (set before training by calibrate).
-        # Still a metric; the embedding alone keeps only the part that varies.
-        self.embed_offset = DistanceOffset()
-        # set_sketch: the sample's ASV set as a fixed random projection, appended to the
-        # (detached) learned embedding; each part with a scale of its own, plus an offset of
-        # their own, fitted after pretraining (trainer.fit_sketch_mix; see `embedding`)
-        if cfg.set_sketch:
-            self.sketch_scale, self.mix_scale = LogScale(), LogScale()
-            self.mix_offset = DistanceOffset()
-        else:
-            self.sketch_scale = self.mix_scale = self.mix_offset = None
-        self.count_head = nn.Linear(D, 1, bias=False) if cfg.count_head else None
+        # sample vector -> the UniFrac embedding, its offset and the ASV-set sketch
+        self.distance = DistanceHead(D, cfg.embedding_out or D, cfg.set_sketch)
         if cfg.task != "encoder":
             # `ensemble` heads, each with its own pools, standardisation and MLP (heads trained
             # by K-fold cross-fitting share nothing trainable); predictions average them
@@ -196,10 +178,7 @@ class AAM(nn.Module):
 
     def base_modules(self):
         """What `freeze_base` freezes: everything but the target head."""
-        return ([self.asv, self.sample, self.embed, self.embed_scale, self.embed_offset]
-                + ([self.sketch_scale, self.mix_scale, self.mix_offset]
-                   if self.sketch_scale else [])
-                + ([self.count_head] if self.count_head else []))
+        return [self.asv, self.sample, self.distance]
 
     @torch.no_grad()
     def asv_vectors(self, tokens, chunk: int = 1024):
@@ -212,41 +191,9 @@ class AAM(nn.Module):
         self.asv.train(was)
         return out
 
-    def unifrac_input(self, sample_vec):
-        """What the UniFrac embedding reads: the sample vector, normalised (sample_norm) so
-        that no sample's distances can stray in length: the attention pool is a weighted mean,
-        and a sample with few ASVs lands far from the rest.  The heads read the vector as it
-        is: its length says how few ASVs carry the sample, a signal of its own."""
-        return F.layer_norm(sample_vec, sample_vec.shape[-1:]) if self.cfg.sample_norm \
-            else sample_vec
-
-    def embedding(self, sample_vec, slot_index, mask, asv_hash=None, slot_gate=None,
-                  sketch: bool = True):
-        """(the UniFrac embedding, its distance offset, the learned part alone or None).
-
-        Without set_sketch: the learned map of the sample vector, whose distances (plus the
-        offset) fit UniFrac.  With it: [c * learned, b * sketch of the sample's ASV set], whose
-        distances offset' + sqrt(c^2 dl^2 + b^2 ds^2) estimate UniFrac.  The encoder learns
-        from the learned part's own fit (the pair loss reads ``learned_embedding``), as it
-        would without the sketch: taught to fit only what the sketch leaves, its sample vectors
-        lost what the heads need (ibd Crohn's macro-F1 0.68 -> 0.47 on one split).  c, b and
-        offset' are fitted after training on the training pairs (trainer.fit_sketch_mix)."""
-        e = self.embed_scale(self.embed(self.unifrac_input(sample_vec)))
-        if self.sketch_scale is None:
-            return e, self.embed_offset(), None
-        if not sketch:            # training: no loss reads the mix (the learned part only)
-            return e, self.embed_offset(), e
-        if asv_hash is None:
-            raise ValueError("set_sketch needs each batch's asv_hash (BatchBuilder gives it)")
-        s = set_sketch(identity_vectors(asv_hash, self.cfg.set_sketch), slot_index, mask,
-                       slot_gate)
-        # float32: under bf16 autocast the sketch's small differences would round away
-        mixed = torch.cat([self.mix_scale(e.detach().float()), self.sketch_scale(s)], -1)
-        return mixed, self.distance_offset(), e
-
     def distance_offset(self):
-        """The offset added to the embedding's distances (see `embedding`)."""
-        return self.embed_offset() if self.mix_offset is None else self.mix_offset()
+        """The offset added to the embedding's distances (see DistanceHead)."""
+        return self.distance.offset()
 
     def head_features(self, asv_states, sample_vec, slot_vecs, counts, mask, tokens=None,
                       slot_index=None, slot_gate=None):
@@ -280,13 +227,13 @@ class AAM(nn.Module):
     # -------------------------------------------------------------- forward
     def forward(self, tokens, slot_index, counts, mask, unique_features=None, covariates=None,
                 nuc_targets=None, asv_cache=None, dedup: bool = True, attention=None,
-                slot_gate=None, asv_hash=None, sketch: bool = True, **_):
-        """Batch tensors (see data.Batch) -> dict with 'embedding', 'sample_vec',
-        'pool_weights', and when relevant 'nuc_logits'/'nuc_targets', 'count_logits',
-        'prediction' (normalised regression value or class logits); with set_sketch also
-        'learned_embedding' / 'learned_offset' (what the pair loss fits).  ``sketch=False``
-        (the trainer: no loss reads the mix) leaves the sketch out: 'embedding' is then the
-        learned part, and the ASV-set sketch costs nothing while training."""
+                slot_gate=None, asv_hash=None, sketch: bool = False, **_):
+        """Batch tensors (see data.Batch) -> dict with 'embedding' / 'pair_offset' (the
+        UniFrac embedding and its distance offset), 'learned_embedding' / 'learned_offset'
+        (its learned part: what the pair loss fits), 'sample_vec', 'pool_weights', and when
+        relevant 'nuc_logits'/'nuc_targets', 'prediction' (normalised regression value or class
+        logits).  The ASV-set sketch (set_sketch) joins 'embedding' only when ``sketch=True``
+        (the distances that ``embed`` gives); otherwise 'embedding' is the learned part."""
         out = {}
         if asv_cache is not None:
             slot_vecs = asv_cache[unique_features][slot_index]
@@ -307,13 +254,10 @@ class AAM(nn.Module):
                 t = torch.where(mask.reshape(B * S, 1), t, torch.full_like(t, -100))
                 out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
         asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask, attention, slot_gate)
-        emb, offset, learned = self.embedding(sample_vec, slot_index, mask, asv_hash, slot_gate,
-                                              sketch)
-        out.update(sample_vec=sample_vec, pool_weights=weights, embedding=emb, pair_offset=offset)
-        if learned is not None:
-            out.update(learned_embedding=learned, learned_offset=self.embed_offset())
-        if self.count_head is not None:
-            out["count_logits"] = self.count_head(asv_states).squeeze(-1)
+        emb, offset, learned = self.distance(sample_vec, slot_index, mask, asv_hash, slot_gate,
+                                             sketch)
+        out.update(sample_vec=sample_vec, pool_weights=weights, embedding=emb, pair_offset=offset,
+                   learned_embedding=learned, learned_offset=self.distance.learned_offset())
         if self.cfg.task != "encoder":
             f = out["head_features"] = self.head_features(asv_states, sample_vec, slot_vecs,
                                                           counts, mask, tokens, slot_index,
@@ -326,7 +270,7 @@ class AAM(nn.Module):
     def load_encoder_from(self, other: "AAM"):
         """Copy the encoder weights of a pretrained model (sizes must agree)."""
         mine, theirs = self.state_dict(), other.state_dict()
-        keys = [k for k in theirs if k.startswith(("asv.", "sample.", "embed", "sketch", "mix"))]
+        keys = [k for k in theirs if k.startswith(("asv.", "sample.", "distance."))]
         bad = [k for k in keys if k not in mine or mine[k].shape != theirs[k].shape]
         if bad:
             raise ValueError(f"The pretrained encoder does not match this model's sizes "

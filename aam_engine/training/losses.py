@@ -4,12 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def pairwise_distances(emb):
-    """Euclidean distances between rows; sqrt clamped so the diagonal has a finite gradient."""
-    emb = emb.float()
-    d2 = ((emb[:, None, :] - emb[None, :, :]) ** 2).sum(-1)
-    return torch.sqrt(d2.clamp_min(1e-12))
+from ..models.distance_head import pair_distances
 
 
 def pairwise_loss(emb, target, offset=0.0):
@@ -18,17 +13,16 @@ def pairwise_loss(emb, target, offset=0.0):
     studies that no one tree or matrix covers) is no pair.
 
     No squashing, no clipping, any batch size >= 2 (a single sample has no pair: loss 0)."""
-    n = emb.shape[0]
-    if n < 2:
+    if emb.shape[0] < 2:
         return emb.float().sum() * 0.0
-    i, j = torch.triu_indices(n, n, 1, device=emb.device)
+    i, j, d = pair_distances(emb, offset)
     y = target.float()[i, j]
     known = torch.isfinite(y)
     if not bool(known.all()):
         if not bool(known.any()):
             return emb.float().sum() * 0.0
-        i, j, y = i[known], j[known], y[known]
-    return F.mse_loss(pairwise_distances(emb)[i, j] + offset, y)
+        d, y = d[known], y[known]
+    return F.mse_loss(d, y)
 
 
 def nucleotide_loss(logits, targets):
@@ -58,11 +52,3 @@ def classification_loss(logits, labels, weight=None, kind: str = "cross_entropy"
         w = 1.0 if weight is None else weight[labels]
         return (-(1 - logp.exp()) ** gamma * logp * w).mean()
     return F.cross_entropy(logits, labels, weight=weight)
-
-
-def count_loss(count_logits, counts, mask):
-    """MSE between predicted (softmax over real slots) and true relative abundances."""
-    logits = count_logits.float().masked_fill(~mask, float("-inf"))
-    pred = torch.softmax(logits, -1)
-    rel = counts.float() / counts.float().sum(-1, keepdim=True).clamp_min(1e-6)
-    return ((pred - rel) ** 2)[mask].mean()

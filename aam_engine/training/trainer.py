@@ -19,9 +19,9 @@ from ..config import TrainConfig
 from ..data.batching import Batch, BatchBuilder
 from . import losses as L
 from .distributed import gather_with_grad, world_info
-from ..metrics import (accuracy, capped_rows, fit_distance_mix, known_pairs, macro_f1, mae,
-                       r2_score)
+from ..metrics import accuracy, capped_rows, known_pairs, macro_f1, mae, r2_score
 from ..models.aam import head_blocks
+from ..models.distance_head import fit_distance_mix
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 
@@ -50,32 +50,26 @@ def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="p
         asv_cache = model.asv_vectors(builder.token_tensor(device))
     keys = (key,) if isinstance(key, str) else tuple(key)
     outs = {k: [] for k in keys}
+    # the ASV-set sketch only where the caller asks for the whole embedding
+    sketch = "embedding" in keys
     with torch.no_grad():
         for batch in builder.batches(rows, batch_size):
-            out = model(**batch.to_torch(device), asv_cache=asv_cache)
+            out = model(**batch.to_torch(device), asv_cache=asv_cache, sketch=sketch)
             for k in keys:
                 outs[k].append(out[k].float().cpu().numpy())
     res = tuple(np.concatenate(outs[k]) for k in keys)
     return res[0] if isinstance(key, str) else res
 
 
-def learned_part(out):
-    """(embedding, offset) that the pair loss fits: the learned part (set_sketch) or the
-    whole embedding."""
-    if "learned_embedding" in out:
-        return out["learned_embedding"], out["learned_offset"]
-    return out["embedding"], out["pair_offset"]
-
-
 def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
                    max_rows: int = 512) -> dict | None:
     """set_sketch, after training: the offset and the scales c, b of the embedding's learned
-    part and ASV-set sketch, fitted (metrics.fit_distance_mix) so that
-    offset + sqrt(c^2 dl^2 + b^2 ds^2) matches UniFrac on the training pairs.  Returns what
-    was fitted and how well (R^2 on those pairs), or None without a sketch.  Fitted on
-    validation pairs instead, the mix went wrong on unseen ibd-2538 subjects (R^2 -0.53 on
-    one split): the validation subjects hold no shallow samples, on which the learned part
-    overshoots, so they trusted it most where the test subjects needed it least."""
+    part and ASV-set sketch, fitted (distance_head.fit_distance_mix) so that the distances of
+    the mixed embedding match UniFrac on the training pairs.  Returns what was fitted and how
+    well (R^2 on those pairs), or None without a sketch.  Fitted on validation pairs instead,
+    the mix went wrong on unseen ibd-2538 subjects (R^2 -0.53 on one split): the validation
+    subjects hold no shallow samples, on which the learned part overshoots, so they trusted it
+    most where the test subjects needed it least."""
     K = model.cfg.set_sketch
     if not K:
         return None
@@ -86,7 +80,8 @@ def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
         return None
     emb, learned = run_model(model, builder, rows, device, asv_cache,
                              ("embedding", "learned_embedding"))
-    sketch = emb[:, -K:] / float(model.sketch_scale.log_scale.detach().exp())
+    head = model.distance
+    sketch = emb[:, -K:] / float(head.sketch_scale.log_scale.detach().exp())
     block = builder.distances.block(rows)
     dl, y = known_pairs(learned, block)
     ds = known_pairs(sketch, block)[0]
@@ -94,14 +89,11 @@ def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
         return None
     offset, c, b = fit_distance_mix(dl, ds, y)
     c, b = max(c, 1e-6), max(b, 1e-6)
-    with torch.no_grad():
-        model.mix_offset.offset.fill_(offset)
-        model.mix_scale.log_scale.fill_(float(np.log(c)))
-        model.sketch_scale.log_scale.fill_(float(np.log(b)))
-    mixed = offset + np.sqrt(c ** 2 * dl ** 2 + b ** 2 * ds ** 2)
+    head.set_mix(offset, c, b)
+    mixed = known_pairs(np.concatenate([c * learned, b * sketch], 1), block, offset)[0]
     return {"samples": int(len(rows)), "offset": offset, "learned_scale": c,
             "sketch_scale": b,
-            "r2_learned_alone": r2_score(y, dl + float(model.embed_offset().detach())),
+            "r2_learned_alone": r2_score(y, dl + float(head.learned_offset().detach())),
             "r2_mixed": r2_score(y, mixed)}
 
 
@@ -128,9 +120,8 @@ class Trainer:
         self.frozen = bool(mcfg.freeze_base) and mcfg.task != "encoder"
         self.use_pair = cfg.penalty > 0 and data.builder.distances is not None
         self.use_nuc = cfg.nuc_penalty > 0 and cfg.mask_ratio > 0 and not self.frozen
-        self.use_count = cfg.count_penalty > 0 and model.count_head is not None
         self.use_target = data.task != "encoder"
-        if not (self.use_pair or self.use_nuc or self.use_target or self.use_count):
+        if not (self.use_pair or self.use_nuc or self.use_target):
             raise ValueError("Nothing to train: give a distance matrix / phylogeny (penalty > 0), "
                              "targets, or a masked-nucleotide objective (nuc_penalty > 0).")
         self.asv_cache = None
@@ -194,7 +185,7 @@ class Trainer:
             rows = np.sort(rows[capped_rows(len(rows), max_rows, self.cfg.random_seed)])
         model, was = self.model, self.model.training
         # set_sketch: the learned part, which training fits (the mix: fit_sketch_mix, after)
-        keys = ("learned_embedding" if model.cfg.set_sketch else "embedding",) + (
+        keys = ("learned_embedding",) + (
             ("head_features",) if self.use_target else ())
         outs = run_model(model, self.data.builder, rows, self.device, self.asv_cache, keys)
         if self.use_pair and not self.frozen and len(rows) > 1:   # a frozen encoder keeps its scale
@@ -202,8 +193,7 @@ class Trainer:
             offset = float(np.percentile(target, 1)) if len(target) else 0.0
             d, target = (d.mean(), target.mean()) if len(target) else (0.0, 0.0)
             if d > 0 and target > offset:
-                model.embed_offset.offset.fill_(offset)
-                model.embed_scale.log_scale += float(np.log((target - offset) / d))
+                model.distance.calibrate(offset, (target - offset) / d)
         if self.use_target:
             f = torch.as_tensor(outs[-1], device=self.device)      # [N, heads, H]
             # every block of the head's input carries the variance of D standardised numbers
@@ -271,18 +261,15 @@ class Trainer:
         if self.use_pair and pair:
             # set_sketch: the encoder learns from its learned part's own fit, exactly as it
             # would without the sketch; the mix is fitted after training (fit_sketch_mix)
-            emb, offset = learned_part(out)
+            emb, offset = out["learned_embedding"], out["learned_offset"]
             if self.world > 1:
                 emb = gather_with_grad(emb)
             parts["pair"] = L.pairwise_loss(emb, t["distances"], offset)
         if self.use_nuc and "nuc_logits" in out:
             parts["nuc"] = L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
-        if self.use_count:
-            parts["count"] = L.count_loss(out["count_logits"], t["counts"], t["mask"])
         if self.use_target and target:
             parts["target"] = self._head_losses(out, t)
-        w = dict(pair=self.cfg.penalty, nuc=self.cfg.nuc_penalty, count=self.cfg.count_penalty,
-                 target=self.cfg.target_penalty)
+        w = dict(pair=self.cfg.penalty, nuc=self.cfg.nuc_penalty, target=self.cfg.target_penalty)
         total = sum(w[k] * v for k, v in parts.items())
         return total, parts
 
@@ -290,13 +277,13 @@ class Trainer:
         fwd = self.forward if train else self.model
         with autocast(self.device, self.precision):
             try:
-                out = fwd(**t, asv_cache=self.asv_cache, sketch=False)
+                out = fwd(**t, asv_cache=self.asv_cache)
             except Exception as e:
                 if fwd is self.eager or fwd is self.model or not self.cfg.compile:
                     raise
                 warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running eagerly.")
                 self.forward = fwd = self.eager
-                out = fwd(**t, asv_cache=self.asv_cache, sketch=False)
+                out = fwd(**t, asv_cache=self.asv_cache)
         total, parts = self._losses(out, t)
         return out, total, parts
 
@@ -402,8 +389,8 @@ class Trainer:
         for batch in b.batches(rows, max(2, cfg.batch_size), key, mask=self.use_nuc):
             t = self._to_device(batch)
             with autocast(self.device, self.precision):
-                out = self.model(**t, asv_cache=self.asv_cache, sketch=False)
-            emb, offset = learned_part(out)       # what training fits (and selects on)
+                out = self.model(**t, asv_cache=self.asv_cache)
+            emb, offset = out["learned_embedding"], out["learned_offset"]       # what training fits (and selects on)
             embs.append(emb.float().cpu().numpy())
             offset = float(offset)
             if self.use_target:
@@ -440,8 +427,7 @@ class Trainer:
                 k = p.shape[1]
                 res["val_accuracy"] = accuracy(y, p.argmax(1))
                 res["val_f1"] = macro_f1(y, p.argmax(1), k)
-        w = dict(pair=cfg.penalty, nuc=cfg.nuc_penalty, count=cfg.count_penalty,
-                 target=cfg.target_penalty)
+        w = dict(pair=cfg.penalty, nuc=cfg.nuc_penalty, target=cfg.target_penalty)
         res["val_loss"] = sum(w[k[4:]] * v for k, v in res.items()
                               if k[4:] in w and not k.endswith("accuracy"))
         return res

@@ -1,7 +1,6 @@
 """Cross-fitted heads (ensemble): K-fold folds by group, each head learning only from the
 other folds, out-of-fold validation predictions, averaged predictions, and model files of the
 single-head format read as before."""
-import json
 
 import numpy as np
 import pytest
@@ -93,39 +92,6 @@ def test_a_model_trained_whole_has_one_head(example):
     assert len(model.extra["validation_samples"]) < table.n_samples   # a validation split
 
 
-def test_single_head_files_of_format_2_1_read_as_before(crossfit, tmp_path):
-    """A 2.1 predictor (head_pool.*, head.0.weight, ... and no `ensemble`, `head_kmer_size`
-    or `sample_norm`) loads into heads.0, its sample vectors not normalised."""
-    from safetensors.torch import load_file, save_file
-    from aam_engine.io.model_dir import HEAD_RENAMES
-    table, md, enc, groups, _ = crossfit
-    one = api.fit(table, md["age"].astype(float).to_dict(), "regression",
-                  ModelConfig(**SIZE, ensemble=1, head_kmer_size=0),
-                  TrainConfig(epochs=2, progress=False), encoder=enc, groups=groups)
-    assert not one.model_config.sample_norm        # taken from the encoder
-    write_model_dir(one, tmp_path / "m")
-    cfg = json.loads((tmp_path / "m" / "config.json").read_text())
-    cfg["format_version"] = "2.1"
-    del cfg["model"]["ensemble"], cfg["model"]["head_kmer_size"], cfg["model"]["sample_norm"]
-    del cfg["model"]["set_sketch"]                  # 2.5: and its three scalars, below
-    (tmp_path / "m" / "config.json").write_text(json.dumps(cfg))
-    back = {old: new for old, new in HEAD_RENAMES}
-    state = load_file(str(tmp_path / "m" / "weights.safetensors"))
-    old = {}
-    for k, v in state.items():
-        if k.startswith(("sketch_scale.", "mix_scale.", "mix_offset.")):
-            continue
-        for o, n in back.items():
-            if k == n or k.startswith(n + "."):
-                k = o + k[len(n):]
-                break
-        old[k] = v
-    assert "head.0.weight" in old and "head_shift" in old
-    save_file(old, str(tmp_path / "m" / "weights.safetensors"))
-    again = read_model_dir(tmp_path / "m")
-    assert again.model_config.ensemble == 1 and not again.model_config.sample_norm
-    assert np.allclose(api.predict(again, table)[1], api.predict(one, table)[1], atol=1e-5)
-
 
 def test_heads_with_and_without_the_kmer_spectrum_lower_held_out_loss_kept(crossfit, tmp_path):
     """On a frozen encoder and samples not grouped by subject, the heads are fitted reading the
@@ -154,18 +120,6 @@ def test_heads_with_and_without_the_kmer_spectrum_lower_held_out_loss_kept(cross
     assert np.allclose(api.predict(read_model_dir(tmp_path / "m"), table)[1],
                        api.predict(model, table)[1], atol=1e-5)
 
-
-def test_a_fitted_model_keeps_its_encoders_sample_norm(example):
-    """sample_norm belongs to the encoder: a head fitted on a frozen encoder pretrained with
-    it embeds exactly as that encoder does (a lost flag would change every distance)."""
-    table, dist, md = example
-    enc = api.pretrain(table, ModelConfig(**SIZE, sample_norm=True),
-                       TrainConfig(epochs=1, progress=False), distances=(table.sample_ids, dist))
-    model = api.fit(table, md["age"].astype(float).to_dict(), "regression",
-                    ModelConfig(**SIZE, ensemble=2), TrainConfig(epochs=1, progress=False),
-                    encoder=enc)
-    assert model.model_config.sample_norm
-    assert np.allclose(api.embed(model, table)[1], api.embed(enc, table)[1], atol=1e-5)
 
 
 def test_set_sketch_belongs_to_the_encoder_and_survives_files(example, tmp_path):

@@ -94,33 +94,6 @@ def test_subset_rarefy(example):
     assert r1.feature_ids != r3.feature_ids or (r1.counts != r3.counts).nnz > 0
 
 
-def test_rarefied_copies_are_shallow_subsamples_of_their_sample(example):
-    table, _, _ = example
-    picked = table.sample_ids[2:8]
-    out, ids = table.with_rarefied_copies(picked, 2, depths=(30, 60), seed=5)
-    assert len(ids) == 12 and len(set(ids)) == 12 and not set(ids) & set(table.sample_ids)
-    assert out.sample_ids == table.sample_ids + ids and out.feature_ids == table.feature_ids
-    assert (out.counts[:table.n_samples] != table.counts).nnz == 0      # originals untouched
-    for k, cid in enumerate(ids):
-        src = table.counts[table.index_of([picked[k // 2]])[0]].toarray().ravel()
-        row = out.counts[out.index_of([cid])[0]].toarray().ravel()
-        assert 30 <= row.sum() <= 60 and (row <= src).all()            # drawn from its reads
-        assert np.count_nonzero(row) < np.count_nonzero(src)            # fewer ASVs
-    again, _ = table.with_rarefied_copies(picked, 2, depths=(30, 60), seed=5)
-    assert (again.counts != out.counts).nnz == 0
-    other, _ = table.with_rarefied_copies(picked, 2, depths=(30, 60), seed=6)
-    assert (other.counts != out.counts).nnz > 0
-    # a sample shallower than the depth drawn is copied whole; an existing name is avoided
-    tiny = SampleTable.from_arrays(np.array([[3, 2], [1, 0]]), ["a", "a~rare0"], ["f1", "f2"],
-                                  {"f1": "ACGT" * 10, "f2": "TTGA" * 10})
-    t2, ids2 = tiny.with_rarefied_copies(["a"], 1)
-    assert ids2 == ["a~rare0.1"] and t2.counts[2].toarray().tolist() == [[3, 2]]
-    frac = SampleTable.from_arrays(np.array([[0.5, 0.5]]), ["a"], ["f1", "f2"],
-                                   {"f1": "ACGT" * 10, "f2": "TTGA" * 10})
-    with pytest.raises(ValueError, match="whole-number counts"):
-        frac.with_rarefied_copies(["a"], 1)
-
-
 def test_split_reproducible_and_grouped(example):
     table, _, md = example
     a = table.split(0.25, seed=4)

@@ -17,7 +17,6 @@ from aam_engine.models import AAM
 from aam_engine.training import TaskData, Trainer
 from aam_engine.training import losses as L
 from aam_engine.training.distributed import gather_with_grad
-from aam_engine.training.trainer import learned_part
 
 MC = ModelConfig(task="regression", embedding_dim=16, attention_heads=2, attention_layers=1,
                  max_bp=40, token_limit=16, dropout=0.0, freeze_base=False)   # every weight trains
@@ -49,7 +48,7 @@ def _init(rank, world, path):
 def _loss_and_grads(model, tensors, dist_m, world, rank):
     """Pairwise + target loss of this rank's share; grads averaged like DDP."""
     out = model(**tensors)
-    emb = learned_part(out)[0]                 # what training fits
+    emb = out["learned_embedding"]             # what training fits
     if world > 1:
         emb = gather_with_grad(emb)
     loss = L.pairwise_loss(emb, dist_m) + L.regression_loss(out["prediction"], tensors["targets"])

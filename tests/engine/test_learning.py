@@ -25,7 +25,7 @@ def learned_r2(enc, table, dist, ids):
     model, builder, dev = api.inference_setup(enc, table.subset(ids), "cpu")
     emb = run_model(model, builder, np.arange(len(ids)), dev, key="learned_embedding")
     ix = table.index_of(ids)
-    return distance_r2(emb, dist[np.ix_(ix, ix)], float(enc.state_dict["embed_offset.offset"]))
+    return distance_r2(emb, dist[np.ix_(ix, ix)], api.distance_offset(enc, learned=True))
 
 
 @pytest.fixture(scope="module")

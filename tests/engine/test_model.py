@@ -28,11 +28,11 @@ def batch_tensors(example, rows=(0, 1, 2, 3), mask_ratio=0.0, **kw):
 
 def test_shapes_and_masks(example):
     b, t = batch_tensors(example, mask_ratio=0.15)
-    out = tiny("regression", count_head=True)(**t)
+    out = tiny("regression")(**t, sketch=True)
     B, S = b.mask.shape
     # the learned part (16) and the default set sketch
     assert out["embedding"].shape == (B, 16 + 1024) and out["prediction"].shape == (B,)
-    assert out["pool_weights"].shape == (B, S) and out["count_logits"].shape == (B, S)
+    assert out["pool_weights"].shape == (B, S)
     assert out["nuc_logits"].shape == (len(b.unique_features), 61, 6)
     # padded slots get exactly zero pooling weight
     assert (out["pool_weights"][~t["mask"]] == 0).all()
@@ -53,29 +53,6 @@ def test_no_nan_with_padding_and_one_asv_samples():
     loss.backward()
     assert torch.isfinite(out["prediction"]).all()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
-
-
-def test_unifrac_embedding_reads_the_normalised_sample_vector(example):
-    """sample_norm: the UniFrac embedding reads the sample vector normalised (mean 0,
-    variance 1 over its numbers), so at initialisation (orthogonal projection) every sample's
-    embedding has the same length, a sample of one ASV as much as a full one; without it (the
-    default, and files before format 2.4) the lengths differ.  The heads read the vector as
-    it is."""
-    _, t = batch_tensors(example, rows=range(6))
-    t["mask"][0, 1:] = False                      # sample 0 keeps one ASV
-    t["counts"][0, 1:] = 0
-    on = tiny("regression", sample_norm=True, set_sketch=0).eval()   # the learned part only
-    off = tiny("regression", set_sketch=0).eval()  # the default sample_norm
-    off.load_state_dict(on.state_dict())          # same weights: the flag is the only change
-    a, b = on(**t), off(**t)
-    torch.testing.assert_close(a["sample_vec"], b["sample_vec"])
-    lengths = a["embedding"].norm(dim=1) / on.embed_scale.log_scale.exp()
-    torch.testing.assert_close(lengths, torch.full((6,), 16 ** 0.5), atol=1e-3, rtol=0)
-    raw = b["embedding"].norm(dim=1)
-    assert raw.max() / raw.min() > 1.05
-    # the heads' first block is the raw sample vector, with or without the flag
-    torch.testing.assert_close(a["head_features"][:, 0, :16], a["sample_vec"])
-    torch.testing.assert_close(a["head_features"], b["head_features"])
 
 
 def test_dedup_equals_naive_path(example):
@@ -122,9 +99,6 @@ def test_other_losses_hand_computed():
     assert L.classification_loss(lg, torch.tensor([1])).item() == pytest.approx(math.log(2))
     assert L.classification_loss(lg, torch.tensor([1]), kind="focal").item() == pytest.approx(
         0.25 * math.log(2))
-    counts, mask = torch.tensor([[3.0, 1.0, 0.0]]), torch.tensor([[True, True, False]])
-    # uniform prediction 0.5/0.5 vs 0.75/0.25 -> mse 0.0625
-    assert L.count_loss(torch.zeros(1, 3), counts, mask).item() == pytest.approx(0.0625)
 
 
 def test_bf16_autocast_runs_on_cpu(example):
@@ -267,24 +241,29 @@ def test_identity_vectors_are_fixed_nearly_orthogonal_and_exact():
 def test_set_sketch_is_appended_to_the_embedding_and_follows_shared_asvs(example):
     """set_sketch K: the embedding gains K numbers, the scaled unit sketch of the sample's
     ASV set; two samples' sketches are identical when they hold the same ASVs (whatever
-    their counts) and move apart as they share fewer.  A batch without hashes is refused."""
+    their counts) and move apart as they share fewer.  Only a caller that asks for it
+    (sketch=True: the distances of `embed`) gets it; training never computes it.  A batch
+    without hashes is refused."""
     b, t = batch_tensors(example, rows=range(4))
     model = tiny("encoder", set_sketch=256).eval()
-    out = model(**t)
+    plain = model(**t)
+    assert plain["embedding"].shape == (4, 16)
+    torch.testing.assert_close(plain["embedding"], plain["learned_embedding"])
+    out = model(**t, sketch=True)
     assert out["embedding"].shape == (4, 16 + 256)
-    sk = out["embedding"][:, 16:] / model.sketch_scale.log_scale.exp()
+    sk = out["embedding"][:, 16:] / model.distance.sketch_scale.log_scale.exp()
     torch.testing.assert_close(sk.norm(dim=1), torch.ones(4))
     t2 = {k: v.clone() for k, v in t.items()}
     t2["counts"][1] = t2["counts"][0] * 3 + 1
     t2["slot_index"][1], t2["mask"][1] = t2["slot_index"][0], t2["mask"][0]
-    s2 = model(**t2)["embedding"][:, 16:]
+    s2 = model(**t2, sketch=True)["embedding"][:, 16:]
     torch.testing.assert_close(s2[0], s2[1])
     # sample 0 losing half its ASVs moves its sketch, by about sqrt(2 (1 - sqrt(1/2)))
     n = int(t["mask"][0].sum())
     t2["mask"][1, n // 2:] = False
     t2["counts"][1, n // 2:] = 0
-    s3 = model(**t2)["embedding"][:, 16:] / model.sketch_scale.log_scale.exp()
+    s3 = model(**t2, sketch=True)["embedding"][:, 16:] / model.distance.sketch_scale.log_scale.exp()
     expect = (2 * (1 - ((n // 2) / n) ** 0.5)) ** 0.5
     assert abs(float((s3[0] - s3[1]).norm()) - expect) < 0.15
     with pytest.raises(ValueError, match="asv_hash"):
-        model(**{k: v for k, v in t.items() if k != "asv_hash"})
+        model(**{k: v for k, v in t.items() if k != "asv_hash"}, sketch=True)

@@ -127,3 +127,26 @@ def test_cli_reports_errors_without_traceback(example_paths, tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 2
     assert "not nucleotide sequences" in err and "Traceback" not in err
+
+
+def test_cli_embed_writes_the_distances_that_the_plugin_gives(example_paths, tmp_path):
+    """`aam-engine embed --distances` writes the model's UniFrac estimate (offset included),
+    the matrix that `qiime aam embed` returns, beside the raw embedding columns."""
+    from aam_engine.data import load_biom, read_fasta
+    enc = Path(__file__).resolve().parents[1] / "data" / "model_formats" / "2.6" / "encoder"
+    p = example_paths
+    proc = _cli(["embed", "--model", str(enc), "--table", str(p["table"]), "--sequences",
+                 str(p["sequences"]), "--device", "cpu", "--output", str(tmp_path / "e.tsv"),
+                 "--distances", str(tmp_path / "d.tsv")])
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    import pandas as pd
+    dm = pd.read_csv(tmp_path / "d.tsv", sep="\t", index_col=0)
+    bundle = api.read_model_dir(enc)
+    ids, emb = api.embed(bundle, load_biom(p["table"], read_fasta(p["sequences"])), device="cpu")
+    assert list(dm.index) == list(ids) == list(dm.columns)
+    expected = api.embedding_distances(bundle, emb)
+    np.testing.assert_allclose(dm.to_numpy(), expected, rtol=1e-5, atol=1e-6)
+    off = api.distance_offset(bundle)
+    assert off > 0 and np.allclose(np.diag(dm.to_numpy()), 0)
+    assert dm.to_numpy()[0, 1] == pytest.approx(off + np.linalg.norm(emb[0] - emb[1]), rel=1e-5)

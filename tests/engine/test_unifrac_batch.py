@@ -75,31 +75,3 @@ def test_matrix_and_batch_sources_build_the_same_batches(example_paths):
     a = BatchBuilder(table, 16, 60, distances=MatrixDistances(full)).build(rows)
     b = BatchBuilder(table, 16, 60, distances=src).build(rows)
     np.testing.assert_allclose(a.distances, b.distances, atol=1e-6)
-
-
-def test_rarefied_copies_join_pretraining_from_a_tree_only(example_paths):
-    """With a tree, each training sample (never a validation one) also trains as a shallow copy
-    whose UniFrac the tree gives; with a distance matrix nothing is copied."""
-    from aam_engine import api
-    from aam_engine.config import ModelConfig, TrainConfig
-    from aam_engine.data import read_fasta
-    table = load_biom(example_paths["table"], read_fasta(example_paths["sequences"]))
-    mc = ModelConfig(embedding_dim=8, attention_heads=2, attention_layers=1, token_limit=16)
-    tc = TrainConfig(epochs=1, progress=False, batch_size=8, rarefied_copies=1)
-    plain = api.pretrain(table, mc, TrainConfig(epochs=1, progress=False, batch_size=8),
-                         tree=example_paths["tree"])
-    enc = api.pretrain(table, mc, tc, tree=example_paths["tree"])
-    ex = enc.extra
-    assert ex["rarefied_copies"] == len(ex["train_samples"]) > 0
-    assert ex["n_samples"] == table.n_samples
-    assert ex["train_samples"] == plain.extra["train_samples"]      # the same split
-    assert ex["validation_samples"] == plain.extra["validation_samples"]
-    assert not any("~rare" in s for s in ex["train_samples"] + ex["validation_samples"])
-    # twice the training batches per epoch
-    assert ex["optimizer_steps"] >= 2 * plain.extra["optimizer_steps"] - 1
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t, full = compute_unifrac(table, example_paths["tree"])
-    enc2 = api.pretrain(t, mc, tc, distances=(t.sample_ids, full))
-    assert "rarefied_copies" not in enc2.extra
-    assert enc2.extra["optimizer_steps"] == plain.extra["optimizer_steps"]
