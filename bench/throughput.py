@@ -104,7 +104,6 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     from aam_engine.models import AAM
     from aam_engine.training import losses as L
     from aam_engine.training.runtime import autocast
-    from aam_engine.training.trainer import learned_part
     torch.manual_seed(0)
     table, dist, rows = load_workload(workload)
     w = WORKLOADS[workload]
@@ -160,9 +159,9 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
             n_samples = n_tokens = 0
         t = b.to_torch(dev)
         with autocast(dev, precision):
-            # as the trainer: no training loss reads the ASV-set sketch, so it is not computed
-            out = fwd(**t, asv_cache=cache, dedup=case != "naive", sketch=False)
-        emb, offset = learned_part(out)          # what training fits
+            # as the trainer: the ASV-set sketch is not computed (no loss reads it)
+            out = fwd(**t, asv_cache=cache, dedup=case != "naive")
+        emb, offset = out["learned_embedding"], out["learned_offset"]   # what training fits
         loss = L.pairwise_loss(emb, t["distances"], offset)
         if "nuc_logits" in out:
             loss = loss + L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])

@@ -1,10 +1,10 @@
 """The training loop: mixed precision, optional torch.compile, gradient accumulation, clipping,
-schedulers, early stopping, a NaN/Inf guard, best + last checkpoints and exact resume, and the
-distributed path (DDP; pairwise UniFrac loss over the GLOBAL batch)."""
+schedulers, early stopping, a NaN/Inf guard and the distributed path (DDP / FSDP; pairwise
+UniFrac loss over the GLOBAL batch).  What it keeps and restores (best + last checkpoints,
+exact resume) lives in checkpoints; outputs outside the loop in outputs."""
 from __future__ import annotations
 
 import math
-import os
 import sys
 import time
 import warnings
@@ -21,7 +21,8 @@ from . import losses as L
 from .distributed import gather_with_grad, world_info
 from ..metrics import accuracy, capped_rows, known_pairs, macro_f1, mae, r2_score
 from ..models.aam import head_blocks
-from ..models.distance_head import fit_distance_mix
+from .checkpoints import Checkpoints
+from .outputs import run_model
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 
@@ -41,69 +42,7 @@ class TaskData:
     folds: np.ndarray | None = None
 
 
-def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="prediction",
-              batch_size: int = 32):
-    """Eval-mode outputs ``key`` (a name, or a tuple of names -> a tuple) for ``rows``, ASV
-    vectors computed once per feature unless a cache is given."""
-    model.eval()
-    if asv_cache is None:
-        asv_cache = model.asv_vectors(builder.token_tensor(device))
-    keys = (key,) if isinstance(key, str) else tuple(key)
-    outs = {k: [] for k in keys}
-    # the ASV-set sketch only where the caller asks for the whole embedding
-    sketch = "embedding" in keys
-    with torch.no_grad():
-        for batch in builder.batches(rows, batch_size):
-            out = model(**batch.to_torch(device), asv_cache=asv_cache, sketch=sketch)
-            for k in keys:
-                outs[k].append(out[k].float().cpu().numpy())
-    res = tuple(np.concatenate(outs[k]) for k in keys)
-    return res[0] if isinstance(key, str) else res
-
-
-def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
-                   max_rows: int = 512) -> dict | None:
-    """set_sketch, after training: the offset and the scales c, b of the embedding's learned
-    part and ASV-set sketch, fitted (distance_head.fit_distance_mix) so that the distances of
-    the mixed embedding match UniFrac on the training pairs.  Returns what was fitted and how
-    well (R^2 on those pairs), or None without a sketch.  Fitted on validation pairs instead,
-    the mix went wrong on unseen ibd-2538 subjects (R^2 -0.53 on one split): the validation
-    subjects hold no shallow samples, on which the learned part overshoots, so they trusted it
-    most where the test subjects needed it least."""
-    K = model.cfg.set_sketch
-    if not K:
-        return None
-    rows = np.asarray(train_rows)
-    if len(rows) > max_rows:
-        rows = np.sort(rows[capped_rows(len(rows), max_rows)])
-    if len(rows) < 3:
-        return None
-    emb, learned = run_model(model, builder, rows, device, asv_cache,
-                             ("embedding", "learned_embedding"))
-    head = model.distance
-    sketch = emb[:, -K:] / float(head.sketch_scale.log_scale.detach().exp())
-    block = builder.distances.block(rows)
-    dl, y = known_pairs(learned, block)
-    ds = known_pairs(sketch, block)[0]
-    if len(y) < 3:
-        return None
-    offset, c, b = fit_distance_mix(dl, ds, y)
-    c, b = max(c, 1e-6), max(b, 1e-6)
-    head.set_mix(offset, c, b)
-    mixed = known_pairs(np.concatenate([c * learned, b * sketch], 1), block, offset)[0]
-    return {"samples": int(len(rows)), "offset": offset, "learned_scale": c,
-            "sketch_scale": b,
-            "r2_learned_alone": r2_score(y, dl + float(head.learned_offset().detach())),
-            "r2_mixed": r2_score(y, mixed)}
-
-
-def atomic_torch_save(obj, path: Path):
-    tmp = Path(str(path) + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-class Trainer:
+class Trainer(Checkpoints):
     def __init__(self, model, data: TaskData, cfg: TrainConfig, checkpoint_dir=None,
                  log_dir=None):
         cfg.validate()
@@ -432,83 +371,6 @@ class Trainer:
                               if k[4:] in w and not k.endswith("accuracy"))
         return res
 
-    # ------------------------------------------------------------------ checkpoints
-    def model_state(self) -> dict:
-        """The full (unsharded) model state; a collective call under FSDP."""
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 get_model_state_dict)
-            return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True))
-        return self.model.state_dict()
-
-    def load_model_state(self, state: dict):
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 set_model_state_dict)
-            set_model_state_dict(self.model, state, options=StateDictOptions(full_state_dict=True))
-        else:
-            self.model.load_state_dict(state)
-
-    def _optim_state(self):
-        if self.fsdp:   # keyed by parameter name, full: loads on any world size
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 get_optimizer_state_dict)
-            return get_optimizer_state_dict(self.model, self.opt,
-                                            options=StateDictOptions(full_state_dict=True))
-        return self.opt.state_dict()
-
-    def _load_optim_state(self, state):
-        if self.fsdp:
-            from torch.distributed.checkpoint.state_dict import (StateDictOptions,
-                                                                 set_optimizer_state_dict)
-            set_optimizer_state_dict(self.model, self.opt, state,
-                                     options=StateDictOptions(full_state_dict=True))
-        else:
-            self.opt.load_state_dict(state)
-
-    def export_model(self):
-        """A plain (unwrapped, unsharded) model with the trained weights; collective."""
-        if not self.fsdp:
-            return self.model
-        from ..models import AAM
-        state = {k: v.detach().cpu() for k, v in self.model_state().items()}
-        plain = AAM(self.model.cfg)
-        plain.load_state_dict(state)
-        return plain.to(self.device)
-
-    def _checkpoint(self):
-        return {"model": self.model_state(), "optimizer": self._optim_state(),
-                "scheduler": self.sched.state_dict(), "scaler": self.scaler.state_dict(),
-                "state": self.state, "best_state": self.best_state,
-                "torch_rng": torch.get_rng_state(),
-                "cuda_rng": (torch.cuda.get_rng_state(self.device)
-                             if self.device.type == "cuda" else torch.empty(0))}
-
-    def save_checkpoint(self):
-        if self.ckpt_dir is None:
-            return
-        ck = self._checkpoint()          # every rank: gathering FSDP shards is collective
-        if self.rank == 0:
-            self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-            atomic_torch_save(ck, self.ckpt_dir / "last.pt")
-
-    def try_resume(self) -> bool:
-        path = self.ckpt_dir / "last.pt" if self.ckpt_dir else None
-        if path is None or not path.exists():
-            return False
-        # weights_only: a checkpoint is tensors and plain containers, never arbitrary objects
-        ck = torch.load(path, map_location=self.device, weights_only=True)
-        self.load_model_state(ck["model"])
-        self._load_optim_state(ck["optimizer"])
-        self.sched.load_state_dict(ck["scheduler"])
-        self.scaler.load_state_dict(ck["scaler"])
-        self.state = ck["state"]
-        self.best_state = ck["best_state"]
-        torch.set_rng_state(ck["torch_rng"].cpu())
-        if self.device.type == "cuda" and ck["cuda_rng"].numel():
-            torch.cuda.set_rng_state(ck["cuda_rng"].cpu(), self.device)
-        return True
-
     def _monitor(self, rec: dict) -> float:
         """What early stopping and best-weights selection minimise: the target loss alone
         when there is a target (an auxiliary loss that keeps falling must not mark a worse
@@ -516,28 +378,6 @@ class Trainer:
         validation set."""
         key = "target" if self.use_target else "loss"
         return rec.get(f"val_{key}", rec.get(f"train_{key}", float("nan")))
-
-    def _keep_best(self, monitors) -> int:
-        """Count epochs without improvement per monitor and keep the best weights: the whole
-        model for one monitor; with one monitor per cross-fitted head, each head's own weights
-        from its own best epoch.  Returns how many monitors improved."""
-        state, snap = self.state, None
-        improved = 0
-        for k, m in enumerate(monitors):
-            if np.isfinite(m) and m < state["best"][k] or self.best_state is None:
-                if np.isfinite(m):
-                    state["best"][k] = float(m)
-                state["bad_epochs"][k] = 0
-                snap = snap or {n: v.detach().clone().cpu() for n, v in self.model_state().items()}
-                if self.best_state is None or len(monitors) == 1:
-                    self.best_state = dict(snap)
-                else:
-                    self.best_state.update({n: v for n, v in snap.items()
-                                            if n.startswith(f"heads.{k}.")})
-                improved += 1
-            else:
-                state["bad_epochs"][k] += 1
-        return improved
 
     def out_of_steps(self) -> bool:
         return bool(self.cfg.max_steps) and self.state["step"] >= self.cfg.max_steps

@@ -102,9 +102,9 @@ def test_every_parameter_reaches_the_trainer(plugin, action, task, monkeypatch):
 
     monkeypatch.setattr(training.Trainer, "__init__", capture)
     from aam_engine import api
-    heads = api._heads     # a model trained whole (freeze_base False) resolves to ONE head
-    monkeypatch.setattr(api, "_heads", lambda cfg, *a: seen.update(ensemble=cfg.ensemble) or
-                        heads(cfg, *a))
+    heads = api.cross_fit_heads   # a model trained whole (freeze_base False): ONE head
+    monkeypatch.setattr(api, "cross_fit_heads",
+                        lambda cfg, *a: seen.update(ensemble=cfg.ensemble) or heads(cfg, *a))
     sig = plugin.actions[action].signature.parameters
     values = {n: _non_default(n, *ENGINE[n]) for n in sig if n in ENGINE}
     if action != "pretrain":

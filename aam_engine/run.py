@@ -1,0 +1,155 @@
+"""One training run from prepared inputs: the batch builder, the model (from an encoder where
+one is given), the Trainer, the fitted distance mix and the validation outputs; in this
+process, in several on this node (DDP) or as one rank of a torchrun job, with the data shared
+once per node.  torch is imported only when a run starts."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from .config import TrainConfig
+from .data import BatchBuilder, SampleTable
+from .data.table import fold_ids
+from .inputs import check_enough, split_samples
+from .io import ModelBundle
+from .metrics import (MAX_DISTANCE_ROWS, capped_rows, distance_scores, known_pairs,
+                      r2_score)
+
+
+def node_scoped(f):
+    """``f`` inside training.distributed.node_scope: under torchrun, data that node_shared
+    prepares once per node lives until ``f`` returns (torch imported only when it runs)."""
+    @functools.wraps(f)
+    def run(*args, **kwargs):
+        from .training.distributed import node_scope
+        with node_scope():
+            return f(*args, **kwargs)
+    return run
+
+
+def on_node(fn, *args):
+    """``fn(*args)`` once per node under torchrun, its big arrays shared by the node's ranks
+    (training.distributed.node_shared); simply ``fn(*args)`` otherwise."""
+    from .training.distributed import node_shared
+    return node_shared(functools.partial(fn, *args))
+
+
+def tokenized(table: SampleTable, max_bp: int) -> SampleTable:
+    table.tokens(max_bp)
+    return table
+
+
+def run_training(table, model_cfg, train_cfg, task, **kw):
+    """Train in this process, in ``train_cfg.devices`` processes on this node (DDP), or as one
+    rank of a torchrun job.  The table's tokens are computed once (per node) and travel with
+    it, shared like its counts."""
+    from .training.distributed import resolve_world, run_on_node, world_info
+    world = resolve_world(train_cfg)
+    table = on_node(tokenized, table, model_cfg.max_bp)
+    if world > 1 and world_info()[1] == 1:
+        return run_on_node(train_here, world, train_cfg.device,
+                           (table, model_cfg, train_cfg, task), kw)
+    return train_here(table, model_cfg, train_cfg, task, **kw)
+
+
+def train_here(table, model_cfg, train_cfg, task, targets=None, distances=None,
+                 covariates=None, class_weights=None, decode=None, groups=None,
+                 encoder: ModelBundle | None = None, checkpoint_dir=None, log_dir=None,
+                 resume=True):
+    """Train on the seeded split of the table's samples (whole groups to one side), or with
+    cross-fitted heads on K folds of all of them."""
+    import torch
+    from .models import AAM
+    from .training import TaskData, Trainer
+    folds = None
+    if task != "encoder" and model_cfg.ensemble > 1:   # cross-fitted heads: every sample
+        train_ids = val_ids = list(table.sample_ids)  # trains all heads but one, scores one
+        folds = fold_ids(train_ids, model_cfg.ensemble, train_cfg.random_seed, groups)
+    else:
+        train_ids, val_ids = split_samples(table.sample_ids, train_cfg, groups)
+    check_enough(len(train_ids), train_cfg)
+    builder = BatchBuilder(table, model_cfg.token_limit, model_cfg.max_bp,
+                           train_cfg.asv_selection, distances, targets, covariates,
+                           train_cfg.mask_ratio, train_cfg.mask_strategy, train_cfg.read_trim)
+    data = TaskData(builder, table.index_of(train_ids), table.index_of(val_ids), task,
+                    class_weights, decode, folds)
+    torch.manual_seed(train_cfg.random_seed)
+    model = AAM(model_cfg)
+    if encoder is not None:
+        model.load_encoder_from(encoder.build_model())
+    model.set_activation_checkpointing(train_cfg.activation_checkpointing)
+    if train_cfg.memory_budget_mb > 0:
+        from .training.autobatch import auto_batch_size
+        from .training.runtime import resolve_device
+        pick = auto_batch_size(model.to(resolve_device(train_cfg.device)), builder,
+                               data.train_rows, train_cfg.memory_budget_mb,
+                               resolve_device(train_cfg.device))
+        train_cfg = TrainConfig.from_dict({**train_cfg.to_dict(),
+                                           "batch_size": pick["batch_size"]})
+        torch.manual_seed(train_cfg.random_seed)     # the trial steps must not shift the RNG
+    trainer = Trainer(model, data, train_cfg, checkpoint_dir, log_dir)
+    history = trainer.fit(resume=resume)
+    model = trainer.export_model()
+    mix = None
+    if trainer.use_pair and not trainer.frozen:
+        from .training.outputs import fit_sketch_mix
+        mix = fit_sketch_mix(model, builder, data.train_rows, trainer.device, trainer.asv_cache)
+    extra = {"n_samples": table.n_samples, "n_features": table.n_features,
+             "train_samples": train_ids, "validation_samples": val_ids,
+             "cross_fitted_heads": model_cfg.ensemble if folds is not None else 0,
+             # each training sample's fold (cross-fitted heads), aligned with train_samples
+             "folds": folds.tolist() if folds is not None else None,
+             "skipped_steps": trainer.state["skipped_steps"],
+             "optimizer_steps": trainer.state["step"],
+             "precision": trainer.precision, "device": str(trainer.device),
+             "batch_size": train_cfg.batch_size,
+             # the monitored validation loss at the kept weights (mean over cross-fitted
+             # heads); None without validation samples
+             "validation_loss": (float(np.mean(trainer.state["best"]))
+                                 if val_ids and np.isfinite(trainer.state["best"]).all()
+                                 else None)}
+    if mix is not None:
+        extra["sketch_mix"] = mix
+    if trainer.rank == 0 and val_ids:
+        extra["validation"] = validation_outputs(trainer, model, data, val_ids)
+    return model, history, extra
+
+
+MAX_SUMMARY_PAIRS = 2000
+
+
+def validation_outputs(trainer, model, data, val_ids):
+    """Per-sample validation predictions (for the summary plots); with cross-fitted heads
+    each sample's prediction by the head that did not train on it."""
+    from .training.outputs import run_model
+    key = (("embedding", "learned_embedding") if data.task == "encoder" else
+           "head_predictions" if data.folds is not None else "prediction")
+    out = run_model(model, data.builder, data.val_rows, trainer.device, trainer.asv_cache, key=key)
+    if data.task == "encoder":
+        out, learned = out
+    if data.folds is not None:
+        out = out[np.arange(len(out)), data.folds[data.val_rows]]
+    if data.task == "regression":
+        dec = data.decode
+        return {"sample_ids": val_ids,
+                "true": dec(data.builder.targets[data.val_rows]).tolist(),
+                "predicted": dec(out).tolist()}
+    if data.task == "classification":
+        return {"sample_ids": val_ids, "true": data.builder.targets[data.val_rows].tolist(),
+                "predicted": out.argmax(1).tolist()}
+    rec = {"sample_ids": val_ids}
+    if data.builder.distances is not None and len(val_ids) > 1:
+        # the validation pairs' model and UniFrac distances (the encoder summary's scatter),
+        # at most MAX_SUMMARY_PAIRS of them, drawn reproducibly
+        keep = capped_rows(len(val_ids), MAX_DISTANCE_ROWS)
+        block = data.builder.distances.block(data.val_rows[keep])
+        d, D = known_pairs(out[keep], block, float(model.distance_offset().detach()))
+        rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
+        # the learned part alone (what pretraining fits; the sketch needs no training)
+        dl, _ = known_pairs(learned[keep], block, float(model.distance.learned_offset()))
+        rec["learned_unifrac_r2"] = r2_score(D, dl)
+        pick = capped_rows(len(d), MAX_SUMMARY_PAIRS)
+        d, D = d[pick], D[pick]
+        rec["pairs"] = {"model": np.round(d, 5).tolist(), "unifrac": np.round(D, 5).tolist()}
+    return rec
