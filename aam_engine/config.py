@@ -251,10 +251,12 @@ class TrainConfig(_Serial):
     mask_ratio: float = setting(0.15, "Fraction of nucleotides masked for the masked-nucleotide "
                                       "objective.", lo=0, hi=0.9, plugin="train")
     read_trim: int = setting(
-        0, "Training the encoder: each ASV's read is shortened in every batch by a random "
-        "number of bases up to this (up to 2 of them from its start, the rest from its end), "
-        "as another primer or read length would cut it, so the encoder learns that other trims "
-        "of one region are the same ASV (0 = off).", lo=0, hi=100, plugin="train")
+        0, "Each ASV's read is shortened by a random number of bases up to this (up to 2 of "
+        "them from its start, the rest from its end), as another primer or read length would "
+        "cut it. Training an encoder: in every batch, so the encoder learns that other trims "
+        "of one region are the same ASV. Heads on a frozen encoder: they train on the vectors "
+        "of three such trims of every read beside the read itself (one per ASV per batch), so "
+        "they may predict better for tables of other trims (0 = off).", lo=0, hi=100, plugin="train")
     mask_strategy: str = setting("random", "Masked nucleotides: single bases or spans.",
                                  choices=("random", "span"))
     asv_selection: str = setting(

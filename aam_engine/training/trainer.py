@@ -16,7 +16,8 @@ import torch
 import torch.distributed as dist
 
 from ..config import TrainConfig
-from ..data.batching import Batch, BatchBuilder
+from ..data.batching import Batch, BatchBuilder, trim_reads
+from ..data.keyed import TRIM, uniform
 from . import losses as L
 from .distributed import gather_with_grad, world_info
 from ..metrics import accuracy, capped_rows, known_pairs, macro_f1, mae, r2_score
@@ -26,6 +27,9 @@ from .outputs import run_model
 from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 
+
+# heads on a frozen encoder with read_trim: the reads as they are and this many - 1 trims
+TRIM_VIEWS = 4
 
 @dataclass
 class TaskData:
@@ -70,6 +74,7 @@ class Trainer(Checkpoints):
                 m.eval()
             tokens = data.builder.token_tensor(self.device)
             self.asv_cache = model.asv_vectors(tokens)
+        self.trim_views = self._trim_views() if self.frozen and cfg.read_trim else None
         self.calibrate()
         self.class_weights = (None if data.class_weights is None else
                               torch.as_tensor(data.class_weights, dtype=torch.float32,
@@ -212,17 +217,43 @@ class Trainer(Checkpoints):
         total = sum(w[k] * v for k, v in parts.items())
         return total, parts
 
-    def _run(self, t, train: bool):
+    @torch.no_grad()
+    def _trim_views(self):
+        """Heads on a frozen encoder with read_trim: every feature's ASV vector for its read
+        as it is and for TRIM_VIEWS - 1 trims of it (keyed per feature and view): [V, F, D].
+        A training batch reads one of them per ASV (``_pick_views``), so the heads learn what
+        other trims of the same reads look like; validation and prediction read the reads as
+        they are.  (One trim per view for the whole table, as a primer cuts a table, did no
+        better on the one development split measured: bench/results/retrim-heads.md.)"""
+        tokens = np.asarray(self.data.builder.feature_tokens).astype(np.int64)
+        views = [self.asv_cache]
+        for v in range(1, TRIM_VIEWS):
+            u = uniform((self.cfg.random_seed, TRIM, v), np.arange(len(tokens))[:, None],
+                        np.arange(2))
+            trimmed = torch.from_numpy(trim_reads(tokens, self.cfg.read_trim, u))
+            views.append(self.model.asv_vectors(trimmed.to(self.device)))
+        return torch.stack(views)
+
+    def _pick_views(self, batch, t, key):
+        """(ASV vectors of this batch's unique ASVs, each from a view drawn per ASV and step,
+        and the batch re-indexed to read them)."""
+        u = batch.unique_features
+        v = np.floor(uniform(key + (TRIM,), u) * len(self.trim_views)).astype(np.int64)
+        cache = self.trim_views[torch.from_numpy(v).to(self.device), t["unique_features"]]
+        return cache, {**t, "unique_features": torch.arange(len(u), device=self.device)}
+
+    def _run(self, t, train: bool, asv_cache=None):
         fwd = self.forward if train else self.model
+        asv_cache = self.asv_cache if asv_cache is None else asv_cache
         with autocast(self.device, self.precision):
             try:
-                out = fwd(**t, asv_cache=self.asv_cache)
+                out = fwd(**t, asv_cache=asv_cache)
             except Exception as e:
                 if fwd is self.eager or fwd is self.model or not self.cfg.compile:
                     raise
                 warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running eagerly.")
                 self.forward = fwd = self.eager
-                out = fwd(**t, asv_cache=self.asv_cache)
+                out = fwd(**t, asv_cache=asv_cache)
         total, parts = self._losses(out, t)
         return out, total, parts
 
@@ -247,7 +278,10 @@ class Trainer(Checkpoints):
             batch = b.build(self._share(rows[lo:hi]), (cfg.random_seed, epoch, i),
                             mask=self.use_nuc, distance_rows=rows[lo:hi], trim=not self.frozen)
             t = self._to_device(batch)
-            out, total, parts = self._run(t, train=True)
+            cache = None
+            if self.trim_views is not None:
+                cache, t = self._pick_views(batch, t, (cfg.random_seed, epoch, i))
+            out, total, parts = self._run(t, train=True, asv_cache=cache)
             finite = torch.isfinite(total.detach())
             if self.world > 1:   # every rank must agree to skip
                 f = finite.float().to(self.device)

@@ -138,3 +138,35 @@ def test_set_sketch_belongs_to_the_encoder_and_survives_files(example, tmp_path)
     assert np.allclose(emb, api.embed(enc, table)[1], atol=1e-5)
     write_model_dir(model, tmp_path / "m")
     assert np.allclose(api.embed(read_model_dir(tmp_path / "m"), table)[1], emb, atol=1e-5)
+
+
+def test_heads_on_a_frozen_encoder_train_on_trimmed_reads_with_read_trim(crossfit, monkeypatch):
+    """read_trim on a frozen encoder: the trainer encodes every feature's read as it is
+    (view 0, the cache that validation and prediction read) and TRIM_VIEWS - 1 trims of it;
+    each training batch reads one view per ASV.  Keyed: the same fit twice is the same model;
+    the views change what the heads learn."""
+    from aam_engine.training import trainer as T
+    table, md, enc, groups, _ = crossfit
+    seen = {}
+    pick = T.Trainer._pick_views
+
+    def spy(self, batch, t, key):
+        cache, t2 = pick(self, batch, t, key)
+        seen.setdefault("views", self.trim_views)
+        seen.setdefault("cache", self.asv_cache)
+        seen.setdefault("rows", []).append(cache.shape[0] == len(batch.unique_features))
+        return cache, t2
+    monkeypatch.setattr(T.Trainer, "_pick_views", spy)
+    fit = lambda trim: api.fit(table, md["age"].astype(float).to_dict(), "regression",
+                               ModelConfig(**SIZE, ensemble=2),
+                               TrainConfig(epochs=2, progress=False, read_trim=trim),
+                               encoder=enc, groups=groups)
+    a, b, plain = fit(10), fit(10), fit(0)
+    views, cache = seen["views"], seen["cache"]
+    assert views.shape[:2] == (T.TRIM_VIEWS, table.n_features) and all(seen["rows"])
+    assert (views[0] == cache).all()
+    moved = [(views[v] - cache).norm(dim=1) for v in range(1, T.TRIM_VIEWS)]
+    assert all((m > 1e-4).float().mean() > 0.5 for m in moved)       # most reads were cut
+    pa, pb, pp = (api.predict(m, table)[1] for m in (a, b, plain))
+    np.testing.assert_array_equal(pa, pb)
+    assert not np.allclose(pa, pp)
