@@ -202,12 +202,8 @@ def run_split(name, table, dist, md, kind, seed, args, model_over, train_over):
               **train_over)
     pre_cfg = TrainConfig(epochs=args.pretrain_epochs, **tc)
     t0 = time.time()
-    # rarefied copies need the tree (their UniFrac is computed per batch from it, as with
-    # `qiime aam pretrain --i-phylogeny`); otherwise the matrix (the same values to 1e-7).
-    # Read from the configuration, not the overrides, so a changed default is followed too.
-    source = (dict(tree=DATA / name / spec["tree"]) if pre_cfg.rarefied_copies else
-              dict(distances=(train, dist[np.ix_(itr, itr)])))
-    enc = api.pretrain(tr_t, mcfg, pre_cfg, **source, groups=groups)
+    enc = api.pretrain(tr_t, mcfg, pre_cfg, distances=(train, dist[np.ix_(itr, itr)]),
+                       groups=groups)
     pre_min = (time.time() - t0) / 60
     _, emb_te = api.embed(enc, te_t)
     _, emb_tr = api.embed(enc, tr_t)
