@@ -38,6 +38,10 @@ class SampleTable:
 
     def __post_init__(self):
         self.counts = sp.csr_matrix(self.counts, dtype=np.float64)
+        # a stored 0 is an ASV the sample does not have (biom's subsample, behind rarefy and
+        # q2-feature-table's rarefy, leaves one for every ASV it drew out): without this the
+        # batches would read it as one of the sample's ASVs
+        self.counts.eliminate_zeros()
         self.counts.sort_indices()
         self._sample_index = {s: i for i, s in enumerate(self.sample_ids)}
         self._tokens = {}
