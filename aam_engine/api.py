@@ -200,14 +200,16 @@ def _choosecross_fit_heads(train, model_cfg, checkpoint_dir, log_dir):
 
 # ---------------------------------------------------------------------------- inference
 def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: str = "auto",
-            batch_size: int = 32):
+            batch_size: int = 32, match_reads: bool = True):
     """Regression: (sample_ids, values).  Classification: (sample_ids, labels, probabilities
-    [n, classes], classes).  ASV vectors are computed once per feature (frozen encoder)."""
+    [n, classes], classes).  ASV vectors are computed once per feature (frozen encoder).
+    ``match_reads``: a read that is another trim of a training read (another primer trim or
+    length of the same ASV) is read as that training read (aam_engine.data.reads)."""
     if bundle.task == "encoder":
         raise ValueError("This model is an encoder (from `pretrain`): it has no prediction head. "
                          "Fine-tune it with fit-regressor / fit-classifier first, or use `embed`.")
     from .training.outputs import run_model
-    model, builder, dev = inference_setup(bundle, table, device, covariates)
+    model, builder, dev = inference_setup(bundle, table, device, covariates, match_reads)
     out = run_model(model, builder, np.arange(table.n_samples), dev, batch_size=batch_size)
     if bundle.task == "regression":
         return table.sample_ids, decode_regression(bundle.target, out)
@@ -232,10 +234,11 @@ def embedding_distances(bundle: ModelBundle, emb) -> np.ndarray:
     return distance_matrix(emb, distance_offset(bundle))
 
 
-def embed(bundle: ModelBundle, table: SampleTable, device: str = "auto", batch_size: int = 32):
+def embed(bundle: ModelBundle, table: SampleTable, device: str = "auto", batch_size: int = 32,
+          match_reads: bool = True):
     """(sample_ids, embeddings [n, dim]) in the model's UniFrac embedding space (distances:
-    ``embedding_distances``)."""
+    ``embedding_distances``); ``match_reads`` as in ``predict``."""
     from .training.outputs import run_model
-    model, builder, dev = inference_setup(bundle, table, device)
+    model, builder, dev = inference_setup(bundle, table, device, match_reads=match_reads)
     return table.sample_ids, run_model(model, builder, np.arange(table.n_samples), dev,
                                        key="embedding", batch_size=batch_size)

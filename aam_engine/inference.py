@@ -27,10 +27,15 @@ def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None =
     return codes, levels
 
 
-def inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None):
+def inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None,
+                    match_reads: bool = True):
     """(model in eval mode on its device, batch builder, device) to run a saved model on a
-    table: predict, embed and aam_engine.interpret share it."""
+    table: predict, embed and aam_engine.interpret share it.  ``match_reads``: a read that is
+    another trim of one of the model's training reads is read as that read (data.reads)."""
     from .training.runtime import resolve_device
+    if match_reads and bundle.extra.get("reads"):
+        from .data.reads import as_known_reads
+        table, _ = as_known_reads(table, bundle.extra["reads"])
     dev = resolve_device(device)
     model = bundle.build_model().to(dev)
     codes = None

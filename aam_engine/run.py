@@ -10,6 +10,7 @@ import numpy as np
 
 from .config import TrainConfig
 from .data import BatchBuilder, SampleTable
+from .data.reads import known_reads
 from .data.table import fold_ids
 from .inputs import check_enough, split_samples
 from .io import ModelBundle
@@ -111,6 +112,10 @@ def train_here(table, model_cfg, train_cfg, task, targets=None, distances=None,
                                  else None)}
     if mix is not None:
         extra["sketch_mix"] = mix
+    if task != "encoder":
+        # the reads the heads learned on, most abundant first: prediction reads other trims
+        # of them as these (data.reads)
+        extra["reads"] = known_reads(table)
     if trainer.rank == 0 and val_ids:
         extra["validation"] = validation_outputs(trainer, model, data, val_ids)
     return model, history, extra

@@ -6,7 +6,7 @@ import torch
 
 from aam_engine import api
 from aam_engine.config import ModelConfig, TrainConfig
-from aam_engine.data import BatchBuilder
+from aam_engine.data import BatchBuilder, SampleTable
 from aam_engine.io import read_model_dir, write_model_dir
 from aam_engine.models import AAM
 from aam_engine.training import TaskData, Trainer
@@ -93,6 +93,29 @@ def test_save_load_roundtrip_identical_predictions(example, tmp_path):
     assert a[1] == b[1] and np.array_equal(a[2], b[2])
     assert back.target["classes"] == ["gut", "oral"] and back.covariates["subject"][0] == "subject00"
     assert (tmp_path / "m" / "history.tsv").read_text().startswith("epoch\t")
+
+
+def test_a_saved_model_reads_other_trims_as_its_training_reads(example, tmp_path):
+    """The model keeps its training reads; a table of the same samples read one base later
+    and ten shorter (new feature IDs, other sequences) predicts as the original does, and,
+    read as it is, does not."""
+    from aam_engine.data.reads import known_reads
+    table, _, md = example
+    clf = api.fit(table, md["group"].to_dict(), "classification", mc(), tc(epochs=1))
+    write_model_dir(clf, tmp_path / "m")
+    back = read_model_dir(tmp_path / "m")
+    assert back.extra["reads"] == known_reads(table)
+    retrimmed = table.trimmed(1, 49)
+    assert retrimmed.n_features == table.n_features       # no two reads merge
+    assert not set(retrimmed.feature_ids) & set(table.feature_ids)
+    # the original in the re-trimmed table's feature order (equal counts are read in
+    # feature order, so the order is part of what a sample reads)
+    order = np.argsort([s[1:50] for s in table.sequences])
+    same = SampleTable(table.counts[:, order], table.sample_ids,
+                       [table.feature_ids[j] for j in order], [table.sequences[j] for j in order])
+    probs = lambda t, **kw: api.predict(back, t, **kw)[2]
+    assert np.allclose(probs(retrimmed), probs(same), atol=1e-6)
+    assert not np.allclose(probs(retrimmed, match_reads=False), probs(same), atol=1e-3)
 
 
 def test_nan_guard_skips_then_stops(example):
