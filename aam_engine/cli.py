@@ -186,6 +186,10 @@ def main(argv=None) -> int:
         q.add_argument("--metadata", help="metadata TSV with the model's covariate columns")
         q.add_argument("--device", default="auto")
         q.add_argument("--output", required=True, help="TSV to write")
+        q.add_argument("--read-as-is", action="store_true",
+                       help="read every ASV as it is (default: an ASV that is another trim "
+                            "of a training read, e.g. one base later and ten shorter, is read "
+                            "as that training read)")
         if name == "embed":
             q.add_argument("--distances", help="also write the model's UniFrac estimate between "
                            "the samples (a square TSV: the distance matrix that `qiime aam "
@@ -227,7 +231,7 @@ def _run(args) -> int:
         md = read_metadata(args.metadata)
         covs = {c: md.get(c, {}) for c in bundle.covariates}
     if args.command == "embed":
-        ids, emb = api.embed(bundle, table, device=args.device)
+        ids, emb = api.embed(bundle, table, device=args.device, match_reads=not args.read_as_is)
         _write_tsv(args.output, ["sample-id"] + [f"dim{i}" for i in range(emb.shape[1])],
                    [[s] + [f"{v:.6g}" for v in row] for s, row in zip(ids, emb)])
         if args.distances:
@@ -236,10 +240,12 @@ def _run(args) -> int:
                        [[s] + [f"{v:.6g}" for v in row] for s, row in zip(ids, dm)])
             print(f"written {args.distances}", file=sys.stderr)
     elif bundle.task == "regression":
-        ids, vals = api.predict(bundle, table, covs, device=args.device)
+        ids, vals = api.predict(bundle, table, covs, device=args.device,
+                                match_reads=not args.read_as_is)
         _write_tsv(args.output, ["SampleID", "prediction"], [[s, f"{v:.6g}"] for s, v in zip(ids, vals)])
     else:
-        ids, labels, probs, classes = api.predict(bundle, table, covs, device=args.device)
+        ids, labels, probs, classes = api.predict(bundle, table, covs, device=args.device,
+                                                  match_reads=not args.read_as_is)
         _write_tsv(args.output, ["SampleID", "prediction"] + list(classes),
                    [[s, l] + [f"{x:.6g}" for x in pr] for s, l, pr in zip(ids, labels, probs)])
     print(f"written {args.output}", file=sys.stderr)

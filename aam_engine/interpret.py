@@ -15,9 +15,9 @@ import numpy as np
 from .io import ModelBundle
 
 
-def _setup(bundle, table, device, covariates=None):
+def _setup(bundle, table, device, covariates=None, match_reads=True):
     from .inference import inference_setup
-    model, builder, dev = inference_setup(bundle, table, device, covariates)
+    model, builder, dev = inference_setup(bundle, table, device, covariates, match_reads)
     cache = model.asv_vectors(builder.token_tensor(dev))
     return model, builder, dev, cache
 
@@ -28,10 +28,11 @@ def _accumulate(total, batch, per_slot):
 
 
 def attention_importance(bundle: ModelBundle, table, device="auto", batch_size=32,
-                         covariates=None):
-    """(feature_ids, importance) - mean attention each ASV receives per sample."""
+                         covariates=None, match_reads=True):
+    """(feature_ids, importance) - mean attention each ASV receives per sample
+    (``match_reads``: as in api.predict)."""
     import torch
-    model, builder, dev, cache = _setup(bundle, table, device, covariates)
+    model, builder, dev, cache = _setup(bundle, table, device, covariates, match_reads)
     total = np.zeros(table.n_features)
     with torch.no_grad():
         for batch in builder.batches(np.arange(table.n_samples), batch_size):
@@ -47,14 +48,14 @@ def attention_importance(bundle: ModelBundle, table, device="auto", batch_size=3
 
 
 def integrated_gradients(bundle: ModelBundle, table, device="auto", steps: int = 16,
-                         batch_size=16, covariates=None):
+                         batch_size=16, covariates=None, match_reads=True):
     """(feature_ids, importance) - mean |attribution| of the prediction to each ASV
     (regression: the predicted value; classification: the predicted class's logit)."""
     import torch
     if bundle.task == "encoder":
         raise ValueError("Integrated gradients need a prediction: use a regressor or classifier "
                          "(method 'attention' works for encoders).")
-    model, builder, dev, cache = _setup(bundle, table, device, covariates)
+    model, builder, dev, cache = _setup(bundle, table, device, covariates, match_reads)
     total = np.zeros(table.n_features)
     alphas = (torch.arange(steps, dtype=torch.float32, device=dev) + 0.5) / steps
     for batch in builder.batches(np.arange(table.n_samples), batch_size):

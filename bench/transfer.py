@@ -13,7 +13,11 @@ every ASV read one base later and ten bases shorter (90 nt, as another primer / 
 against the test samples as they are; a random forest on IDs cannot match such a table at
 all, its best case is a forest fitted on training ASVs cut to the common region.
 
-    python bench/transfer.py [--studies ibd-2538,...] [--seeds 0,1,2]
+    python bench/transfer.py [--studies ibd-2538,...] [--seeds 0,1,2] [--aam aam_corpus]
+
+Re-trimmed reads are predicted twice: as the plugin does (``match_reads``: a read that is
+another trim of a training read is read as that read; aam_engine.data.reads) and read as they
+are (``match_reads=False``).
 
 Needs build/corpus (`make corpus`) for the corpus studies.  Every finished split is appended
 to bench/results/transfer.runs.jsonl (a rerun skips it); the tables are written to
@@ -56,7 +60,8 @@ STUDIES = {
                              group="family", target="obesity"),
 }
 RETRIM = dict(start=1, length=90, study="ibd-2538")
-MODELS = ("aam_corpus", "aam_scratch") + tuple(BASELINES)
+AAM_MODELS = ("aam_corpus", "aam_scratch")
+MODELS = AAM_MODELS + tuple(BASELINES)
 LABEL = {"aam_corpus": "AAM, heads on the shipped encoder",
          "aam_scratch": "AAM, encoder pretrained on the study itself", **NAMES}
 
@@ -88,7 +93,7 @@ def matrix(tables, rows_of):
     return out
 
 
-def run_split(name, table, md, seed, shipped):
+def run_split(name, table, md, seed, shipped, aam=AAM_MODELS):
     from aam_engine import api
     from aam_engine.data import split_ids
     spec = STUDIES[name]
@@ -110,12 +115,14 @@ def run_split(name, table, md, seed, shipped):
         fitted["aam_corpus"] = api.fit(tr_t, y, "classification", api.ModelConfig(),
                                        api.TrainConfig(**tc), encoder=shipped, groups=g_tr)
         rec["minutes"]["aam_corpus"] = (time.time() - t0) / 60
-        t0 = time.time()
-        enc = api.pretrain(tr_t, api.ModelConfig(**CPU_SIZE), api.TrainConfig(epochs=10, **tc),
-                           tree=spec["dir"] / spec["tree"], groups=g_tr)
-        fitted["aam_scratch"] = api.fit(tr_t, y, "classification", api.ModelConfig(),
-                                        api.TrainConfig(**tc), encoder=enc, groups=g_tr)
-        rec["minutes"]["aam_scratch"] = (time.time() - t0) / 60
+        if "aam_scratch" in aam:
+            t0 = time.time()
+            enc = api.pretrain(tr_t, api.ModelConfig(**CPU_SIZE),
+                               api.TrainConfig(epochs=10, **tc), tree=spec["dir"] / spec["tree"],
+                               groups=g_tr)
+            fitted["aam_scratch"] = api.fit(tr_t, y, "classification", api.ModelConfig(),
+                                            api.TrainConfig(**tc), encoder=enc, groups=g_tr)
+            rec["minutes"]["aam_scratch"] = (time.time() - t0) / 60
     y_te = [y[s] for s in test]
     for m, model in fitted.items():
         ids, labels, _, _ = api.predict(model, te_t)
@@ -130,10 +137,12 @@ def run_split(name, table, md, seed, shipped):
         rec["minutes"][m] = (time.time() - t0) / 60
     if name == RETRIM["study"]:
         rt = te_t.trimmed(RETRIM["start"], RETRIM["length"])
-        rec["retrim"] = {}
+        rec["retrim"], rec["retrim_as_is"] = {}, {}
         for m, model in fitted.items():
             ids, labels, _, _ = api.predict(model, rt)
             rec["retrim"][m] = scores([y[s] for s in ids], list(labels), True)
+            ids, labels, _, _ = api.predict(model, rt, match_reads=False)
+            rec["retrim_as_is"][m] = scores([y[s] for s in ids], list(labels), True)
         # a forest on raw IDs: no ASV of the re-trimmed table is a training feature
         Xtr_raw, Xte_raw = matrix([tr_t, rt], [train, test])
         pred, _ = BASELINES["rf_tuned"](Xtr_raw, y_tr, Xte_raw, True, g, seed)
@@ -163,7 +172,7 @@ def tables(runs, header):
         best = max(BASELINES, key=lambda m: np.mean([r["models"][m]["macro_f1"] for r in rs]))
         gap = np.array([r["models"]["aam_corpus"]["macro_f1"] - r["models"][best]["macro_f1"]
                         for r in rs])
-        for m in MODELS:
+        for m in [m for m in MODELS if all(m in r["models"] for r in rs)]:
             f1 = [r["models"][m]["macro_f1"] for r in rs]
             lines.append(
                 f"| {study} ({target}) | {len(rs)} (seeds {','.join(str(r['seed']) for r in rs)}) "
@@ -171,12 +180,12 @@ def tables(runs, header):
                 f"{mean_sd([r['models'][m]['balanced_accuracy'] for r in rs])} | "
                 f"{mean_sd([r['models'][m]['const'] for r in rs])} | "
                 + (f"{mean_sd(gap)} (vs {LABEL[best]})" if m == "aam_corpus" else "") + " |")
-    lines += ["", "Macro F1 per split (seed: aam_corpus / aam_scratch / best of the baselines):", ""]
+    lines += ["", "Macro F1 per split (seed: the AAM models / best of the baselines):", ""]
     for study, rs in by.items():
         lines.append(f"- {study}: " + "; ".join(
-            f"{r['seed']}: {r['models']['aam_corpus']['macro_f1']:.3f} / "
-            f"{r['models']['aam_scratch']['macro_f1']:.3f} / "
-            f"{max(r['models'][m]['macro_f1'] for m in BASELINES):.3f}" for r in rs))
+            f"{r['seed']}: " + " / ".join(f"{r['models'][m]['macro_f1']:.3f}"
+                                         for m in AAM_MODELS if m in r["models"])
+            + f" / {max(r['models'][m]['macro_f1'] for m in BASELINES):.3f}" for r in rs))
     rt = [r for r in runs if "retrim" in r]
     rlines = []
     if rt:
@@ -185,16 +194,22 @@ def tables(runs, header):
                   f"from base {RETRIM['start'] + 1} (one base later, ten shorter), predicted by "
                   "the models fitted on the reads as they are; macro F1, mean ± sd over "
                   f"{len(rt)} grouped splits.", "",
-                  "| model | reads as they are | re-trimmed reads |", "|---|---|---|"]
-        for m in ("aam_corpus", "aam_scratch"):
-            rlines.append(f"| {LABEL[m]} | {mean_sd([r['models'][m]['macro_f1'] for r in rt])} | "
-                          f"{mean_sd([r['retrim'][m]['macro_f1'] for r in rt])} |")
-        rlines.append(f"| RandomForest, tuned, on ASV IDs | "
-                      f"{mean_sd([r['models']['rf_tuned']['macro_f1'] for r in rt])} | "
-                      f"{mean_sd([r['retrim']['rf_tuned_raw_ids']['macro_f1'] for r in rt])} "
-                      "(no shared feature) |")
-        rlines.append(f"| RandomForest, tuned, on IDs cut to the common region (its best case) "
-                      f"| – | {mean_sd([r['retrim']['rf_tuned_common_region']['macro_f1'] for r in rt])} |")
+                  "| model | reads as they are | re-trimmed reads | re-trimmed, const |",
+                  "|---|---|---|---|"]
+        f1 = lambda part, m: mean_sd([r[part][m]["macro_f1"] for r in rt])
+        const = lambda part, m: mean_sd([r[part][m]["const"] for r in rt])
+        for m in [m for m in AAM_MODELS if all(m in r["models"] for r in rt)]:
+            rlines.append(f"| {LABEL[m]} (the plugin: other trims read as the training reads) "
+                          f"| {f1('models', m)} | {f1('retrim', m)} | {const('retrim', m)} |")
+            if all("retrim_as_is" in r for r in rt):
+                rlines.append(f"| {LABEL[m]}, every read as it is (match_reads=False) | – | "
+                              f"{f1('retrim_as_is', m)} | {const('retrim_as_is', m)} |")
+        rlines.append(f"| RandomForest, tuned, on ASV IDs | {f1('models', 'rf_tuned')} | "
+                      f"{f1('retrim', 'rf_tuned_raw_ids')} (no shared feature) | "
+                      f"{const('retrim', 'rf_tuned_raw_ids')} |")
+        rlines.append("| RandomForest, tuned, on IDs cut to the common region (its best case) "
+                      f"| – | {f1('retrim', 'rf_tuned_common_region')} | "
+                      f"{const('retrim', 'rf_tuned_common_region')} |")
     return "\n".join(lines) + "\n", "\n".join(rlines) + "\n"
 
 
@@ -203,18 +218,24 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--studies", default=",".join(STUDIES))
     ap.add_argument("--seeds", default="0,1,2", help="development split seeds")
+    ap.add_argument("--aam", default=",".join(AAM_MODELS),
+                    help="AAM models to fit (aam_scratch pretrains on each split: the slow one)")
     args = ap.parse_args()
+    aam = tuple(args.aam.split(","))
     import torch
     from aam_engine import pretrained
     shipped = pretrained.default_encoder()
     card = pretrained.card()
     log = RESULTS / "transfer.runs.jsonl"
+    import subprocess
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                            capture_output=True, text=True).stdout.strip()
     key = card["weights_sha256"]
     done = {}
     if log.exists():
         for line in log.read_text().splitlines():
             r = json.loads(line)
-            if r.get("encoder_sha256") == key:
+            if r.get("encoder_sha256") == key and all(m in r["models"] for m in aam):
                 done[(r["study"], r["seed"])] = r
     runs = []
     t0 = time.time()
@@ -223,8 +244,8 @@ def main():
         for seed in map(int, args.seeds.split(",")):
             r = done.get((name, seed))
             if r is None:
-                r = run_split(name, table, md, seed, shipped)
-                r["encoder_sha256"] = key
+                r = run_split(name, table, md, seed, shipped, aam)
+                r["encoder_sha256"], r["commit"] = key, commit
                 with open(log, "a") as fh:
                     fh.write(json.dumps(r) + "\n")
                 print(f"{name} seed {seed}: " + ", ".join(
@@ -232,8 +253,11 @@ def main():
             runs.append(r)
     header = (f"Leave-one-study-out, {time.strftime('%Y-%m-%d')}, {platform.platform()}, torch "
               f"{torch.__version__}, {torch.get_num_threads()} threads; shipped encoder "
-              f"{key[:12]} (commit {card['commit'][:10]}); `python bench/transfer.py "
-              f"--studies {args.studies} --seeds {args.seeds}`; development splits (grouped, "
+              f"{key[:12]} (built at commit {card['commit'][:10]}); engine at commit "
+              f"{', '.join(sorted({r.get('commit', '?') for r in runs}))}; "
+              f"`python bench/transfer.py --studies {args.studies} --seeds {args.seeds}"
+              + (f" --aam {args.aam}" if aam != AAM_MODELS else "")
+              + "`; development splits (grouped, "
               f"test size 0.25), held-out samples only; mean ± sd (ddof 1) over splits; const = "
               "fraction of test predictions equal to the most common one")
     loso, rt = tables(runs, header)

@@ -151,28 +151,32 @@ def fit_classifier(table: biom.Table, metadata: qiime2.CategoricalMetadataColumn
 
 
 def predict_regression(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
-                       covariates: qiime2.Metadata = None, device: str = "auto") -> pd.Series:
+                       covariates: qiime2.Metadata = None, device: str = "auto",
+                       match_reads: bool = True) -> pd.Series:
     _check_model(model, "regression")
     ids, vals = api.predict(model, sample_table(table, sequences), _covariates(covariates),
-                            device=device)
+                            device=device, match_reads=match_reads)
     return pd.Series(np.asarray(vals, dtype=float), index=pd.Index(ids, name="SampleID"),
                      name="prediction")
 
 
 def predict_classification(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
-                           covariates: qiime2.Metadata = None,
-                           device: str = "auto") -> (pd.Series, pd.DataFrame):
+                           covariates: qiime2.Metadata = None, device: str = "auto",
+                           match_reads: bool = True) -> (pd.Series, pd.DataFrame):
     _check_model(model, "classification")
     ids, labels, probs, classes = api.predict(model, sample_table(table, sequences),
-                                              _covariates(covariates), device=device)
+                                              _covariates(covariates), device=device,
+                                              match_reads=match_reads)
     index = pd.Index(ids, name="SampleID")
     return (pd.Series(labels, index=index, name="prediction"),
             pd.DataFrame(probs, index=index, columns=classes))
 
 
 def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
-          device: str = "auto") -> (skbio.DistanceMatrix, skbio.OrdinationResults):
-    ids, emb = api.embed(model, sample_table(table, sequences), device=device)
+          device: str = "auto",
+          match_reads: bool = True) -> (skbio.DistanceMatrix, skbio.OrdinationResults):
+    ids, emb = api.embed(model, sample_table(table, sequences), device=device,
+                         match_reads=match_reads)
     if len(ids) < 3:
         raise ValueError(f"embed needs at least 3 samples for an ordination; the table has {len(ids)}.")
     dm = skbio.DistanceMatrix(api.embedding_distances(model, emb), ids)
@@ -185,14 +189,17 @@ def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
 
 def feature_importance(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
                        covariates: qiime2.Metadata = None, method: str = "integrated_gradients",
-                       steps: int = 16, device: str = "auto") -> pd.DataFrame:
+                       steps: int = 16, device: str = "auto",
+                       match_reads: bool = True) -> pd.DataFrame:
     if method == "integrated_gradients":
         _check_model(model, "regression", "classification")
         ids, imp = api.integrated_gradients(model, sample_table(table, sequences),
                                                   device=device, steps=steps,
-                                                  covariates=_covariates(covariates))
+                                                  covariates=_covariates(covariates),
+                                                  match_reads=match_reads)
     else:
         ids, imp = api.attention_importance(model, sample_table(table, sequences),
-                                                  device=device, covariates=_covariates(covariates))
+                                                  device=device, covariates=_covariates(covariates),
+                                                  match_reads=match_reads)
     df = pd.DataFrame({"importance": imp}, index=pd.Index(ids, name="feature"))
     return df.sort_values("importance", ascending=False)

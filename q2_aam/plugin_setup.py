@@ -10,7 +10,7 @@ from q2_types.feature_table import FeatureTable, Frequency
 from q2_types.ordination import PCoAResults
 from q2_types.sample_data import SampleData
 from q2_types.tree import Phylogeny, Rooted
-from qiime2.plugin import (Citations, Float, Int, List, Metadata, MetadataColumn, Categorical,
+from qiime2.plugin import (Bool, Citations, Float, Int, List, Metadata, MetadataColumn, Categorical,
                            Numeric, Plugin, Range, Str, Choices, Visualization)
 
 from . import __version__
@@ -156,8 +156,13 @@ for kind, col_type, extra, out_type, func, example in (
         examples={f"fit_{kind}": example},
     )
 
-PRED_PARAMS = {"covariates": Metadata, "device": TRAIN["device"][0]}
-PRED_DESC = {**COV_DESC, "device": TRAIN["device"][2]}
+PRED_PARAMS = {"covariates": Metadata, "device": TRAIN["device"][0], "match_reads": Bool}
+PRED_DESC = {**COV_DESC, "device": TRAIN["device"][2],
+             "match_reads": "Read an ASV that is another trim of one of the model's training "
+                            "reads (another primer trim or truncation length: the two agree "
+                            "base for base over at least 80% of the shorter read) as that "
+                            "training read; other ASVs are read as they are. False: read every "
+                            "ASV as it is."}
 plugin.methods.register_function(
     function=predict_regression,
     inputs={"model": AAMModel[SequenceRegressor], "table": T_TABLE,
@@ -170,7 +175,8 @@ plugin.methods.register_function(
     output_descriptions={"predictions": "Predicted values (feed sample-classifier scatterplot)."},
     name="Predict a numeric target with an AAM regressor",
     description="Apply a fitted AAM regressor to a table. ASVs never seen in training are "
-                "fine: the model reads their sequences.",
+                "fine: the model reads their sequences; reads of another trim or length of the "
+                "training ASVs are read as those ASVs (match-reads).",
     examples={"predict_regression": ex.predict_regression_example},
 )
 plugin.methods.register_function(
@@ -186,18 +192,20 @@ plugin.methods.register_function(
     output_descriptions={"predictions": "Predicted class per sample.",
                          "probabilities": "Class probabilities per sample."},
     name="Predict a class with an AAM classifier",
-    description="Apply a fitted AAM classifier to a table.",
+    description="Apply a fitted AAM classifier to a table. ASVs never seen in training are "
+                "fine: the model reads their sequences; reads of another trim or length of the "
+                "training ASVs are read as those ASVs (match-reads).",
     examples={"predict_classification": ex.predict_classification_example},
 )
 plugin.methods.register_function(
     function=embed,
     inputs={"model": AAMModel[SequenceEncoder | SequenceRegressor | SequenceClassifier],
             "table": T_TABLE, "sequences": FeatureData[Sequence]},
-    parameters={"device": PRED_PARAMS["device"]},
+    parameters={k: PRED_PARAMS[k] for k in ("device", "match_reads")},
     outputs=[("distance_matrix", DistanceMatrix), ("pcoa", PCoAResults)],
     input_descriptions={"model": "Any AAM model.", "table": IN_DESC["table"],
                         "sequences": SEQ_DESC},
-    parameter_descriptions={"device": PRED_DESC["device"]},
+    parameter_descriptions={k: PRED_DESC[k] for k in ("device", "match_reads")},
     output_descriptions={"distance_matrix": "The model's UniFrac estimates: Euclidean "
                                             "distances between sample embeddings (the learned "
                                             "part and a sketch of each sample's ASV set, "

@@ -224,7 +224,7 @@ class Trainer(Checkpoints):
         A training batch reads one of them per ASV (``_pick_views``), so the heads learn what
         other trims of the same reads look like; validation and prediction read the reads as
         they are.  (One trim per view for the whole table, as a primer cuts a table, did no
-        better on the one development split measured: bench/results/retrim-heads.md.)"""
+        better on the one development split measured: bench/results/retrim-heads-stored-zeros.md.)"""
         tokens = np.asarray(self.data.builder.feature_tokens).astype(np.int64)
         views = [self.asv_cache]
         for v in range(1, TRIM_VIEWS):

@@ -71,6 +71,10 @@ def test_regressor_flow_into_sample_classifier(aam, arts, encoder):
     assert str(pred.type) == "SampleData[RegressorPredictions]"
     s = pred.view(pd.Series)
     assert s.name == "prediction" and np.isfinite(s).all() and len(s) == 24
+    # the training reads themselves: matching other trims changes nothing
+    as_is, = aam.actions.predict_regression(model=model, table=arts["table"],
+                                            sequences=arts["sequences"], match_reads=False)
+    assert np.allclose(as_is.view(pd.Series), s)
     viz, = sample_classifier.visualizers.scatterplot(predictions=pred, truth=col)
     assert str(viz.type) == "Visualization"
     summary, = aam.visualizers.summarize(model=model)
