@@ -13,6 +13,8 @@ from q2_types.tree import Phylogeny, Rooted
 from qiime2.plugin import (Bool, Citations, Float, Int, List, Metadata, MetadataColumn, Categorical,
                            Numeric, Plugin, Range, Str, Choices, Visualization)
 
+from aam_engine.data.reads import MIN_OVERLAP
+
 from . import __version__
 from ._formats import (AAMCardJSONFormat, AAMConfigFormat, AAMHistoryDirFmt, AAMHistoryFormat,
                        AAMModelCardFormat, AAMModelDirFmt, SafetensorsFormat)
@@ -160,9 +162,9 @@ PRED_PARAMS = {"covariates": Metadata, "device": TRAIN["device"][0], "match_read
 PRED_DESC = {**COV_DESC, "device": TRAIN["device"][2],
              "match_reads": "Read an ASV that is another trim of one of the model's training "
                             "reads (another primer trim or truncation length: the two agree "
-                            "base for base over at least 80% of the shorter read) as that "
-                            "training read; other ASVs are read as they are. False: read every "
-                            "ASV as it is."}
+                            f"base for base over at least {MIN_OVERLAP:.0%} of the shorter read) "
+                            "as that training read; other ASVs are read as they are. False: "
+                            "read every ASV as it is."}
 plugin.methods.register_function(
     function=predict_regression,
     inputs={"model": AAMModel[SequenceRegressor], "table": T_TABLE,
