@@ -130,14 +130,23 @@ class ModelConfig(_Serial):
     head_pools: int = setting(1, "Attention pools over the ASVs that the prediction head reads.",
                               lo=0, hi=64)
     ensemble: int = setting(
-        5, "Prediction heads trained side by side on the frozen encoder, by K-fold cross-"
-        "fitting: the training samples are split into this many folds (whole validation groups "
-        "per fold where given), head k learns from the other folds and is early-stopped on fold "
-        "k, and predictions average the heads. Steadier than one head picked on a few "
-        "validation samples, and the summary shows every sample predicted by a head that never "
-        "trained on it. Replaces validation_fraction for the head; 1 = one head and a "
-        "validation split. A model trained whole (freeze_base False) has one head.",
+        5, "Folds of the cross-fitting: the training samples are split into this many folds "
+        "(whole validation groups per fold where given); every component of the stack is "
+        "fitted K times, each time without one fold, which it then predicts, and predicts new "
+        "samples as the mean of its K fits. The out-of-fold predictions are what the stacker "
+        "weighs and the summary scores. Fewer groups than this: one fold per group. 1 = no "
+        "cross-fitting (a model trained whole: one head and a validation split).",
         lo=1, hi=20, plugin="fit")
+    stack: str = setting(
+        "linear:clr,forest:relative,linear:composition,forest:composition",
+        "The components of the stack, comma-separated, each LEARNER:BLOCK or 'heads'. "
+        "Learners: 'linear' (L2-regularised logistic / ridge regression, its strength chosen "
+        "on inner folds), 'forest' (random forest). Blocks: 'clr' (centred log-ratio "
+        "abundances), 'relative' (relative abundances), 'composition' (the encoder's ASV "
+        "vectors weighted by each ASV's share of the sample). 'heads': the model's own "
+        "prediction heads on the frozen encoder. The predictions are the weighted mean of the "
+        "components' (weights >= 0 fitted on their out-of-fold predictions). 'heads' alone "
+        "gives the model trained whole when freeze-base is off.", plugin="fit")
     head_kmer_size: int = setting(
         6, "Length of the k-mers whose spectrum (each sample's relative-abundance-weighted "
         "k-mer frequencies, 4^k numbers) the prediction head reads beside the encoder's "
@@ -177,6 +186,8 @@ class ModelConfig(_Serial):
         "scratch instead.", plugin="fit")
 
     def _validate_together(self):
+        from .stacked import parse
+        parse(self.stack)
         if self.embedding_dim % self.attention_heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by "
                              f"attention_heads ({self.attention_heads})")
@@ -311,3 +322,12 @@ def warn_size_mismatch(asked: dict, encoder: ModelConfig):
     if differ:
         warnings.warn("The pretrained encoder's sizes are used, not the ones asked for: "
                       + "; ".join(differ) + ".", stacklevel=3)
+
+
+def head_count(cfg: ModelConfig) -> int:
+    """How many prediction heads a model of this configuration has: one per fold where the
+    stack has the heads (none for an encoder or a stack without them)."""
+    from .stacked import HEADS, parse
+    if cfg.task == "encoder" or (HEADS, "") not in parse(cfg.stack):
+        return 0
+    return cfg.ensemble

@@ -1,41 +1,52 @@
-"""Running a saved model on a table: the model on its device, the batch builder, and the
-covariates encoded as the model learned them.  predict / embed (api) and the interpretation
-methods (interpret) share it."""
+"""Running a saved model on a table, outside training: the table as the model reads it (reads
+of other trims matched to its training reads, and the count of what matched said), the model
+on its device, the batch builder with the covariates encoded as the model learned them, the
+model's outputs (ASV vectors once per feature) and the frozen encoder's ASV vectors.
+predict / embed (api), the interpretation methods (interpret) and training share it."""
 from __future__ import annotations
 
+import sys
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
 from .data import BatchBuilder, SampleTable
+from .inputs import encode_covariates
 from .io import ModelBundle
 
 
-def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None = None):
-    """{column: {sample: value}} -> (codes [n, K], levels {column: [values]}); unknown = 0."""
-    if not covariates and not levels:
-        return None, {}
-    covariates = covariates or {}
-    levels = dict(levels) if levels else {c: sorted({str(v) for v in col.values()
-                                                     if v is not None and str(v) != "nan"})
-                                          for c, col in covariates.items()}
-    codes = np.zeros((len(sample_ids), len(levels)), dtype=np.int64)
-    for k, (c, lv) in enumerate(levels.items()):
-        index = {v: i + 1 for i, v in enumerate(lv)}
-        col = covariates.get(c, {})
-        codes[:, k] = [index.get(str(col.get(s)), 0) for s in sample_ids]
-    return codes, levels
+@dataclass
+class Inference:
+    model: object                # the AAM in eval mode, on ``device``
+    builder: BatchBuilder
+    device: object
+    table: SampleTable           # as the model reads it
+    covariates: object           # codes [n, K] or None
+    reads: dict | None           # what read matching found (data.reads.ReadMatch.counts)
+
+
+def read_as_trained(bundle: ModelBundle, table: SampleTable, match_reads: bool = True):
+    """(the table as the model reads it, what matching found or None): a read that is another
+    trim of one of the model's training reads is read as that read (data.reads); the count
+    goes to stderr, and ambiguous reads are warned about."""
+    if not (match_reads and bundle.extra.get("reads")):
+        return table, None
+    from .data.reads import as_known_reads
+    table, match = as_known_reads(table, bundle.extra["reads"])
+    print(f"q2-aam {match.summary()}", file=sys.stderr)
+    if match.ambiguous:
+        warnings.warn(f"{match.ambiguous} read(s) of the table are contained in several of "
+                      "the model's training reads (their trim cut what told those apart): "
+                      "they are read as they are, not as one of them.", stacklevel=3)
+    return table, match.counts()
 
 
 def inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covariates=None,
-                    match_reads: bool = True):
-    """(model in eval mode on its device, batch builder, device) to run a saved model on a
-    table: predict, embed and aam_engine.interpret share it.  ``match_reads``: a read that is
-    another trim of one of the model's training reads is read as that read (data.reads)."""
-    from .training.runtime import resolve_device
-    if match_reads and bundle.extra.get("reads"):
-        from .data.reads import as_known_reads
-        table, _ = as_known_reads(table, bundle.extra["reads"])
+                    match_reads: bool = True) -> Inference:
+    """What running a saved model on a table needs (see Inference)."""
+    from .runtime import resolve_device
+    table, reads = read_as_trained(bundle, table, match_reads)
     dev = resolve_device(device)
     model = bundle.build_model().to(dev)
     codes = None
@@ -46,4 +57,54 @@ def inference_setup(bundle: ModelBundle, table: SampleTable, device: str, covari
         codes, _ = encode_covariates(covariates, table.sample_ids, bundle.covariates)
     mc = bundle.model_config
     builder = BatchBuilder(table, mc.token_limit, mc.max_bp, "abundance", covariates=codes)
-    return model, builder, dev
+    return Inference(model, builder, dev, table, codes, reads)
+
+
+def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="prediction",
+              batch_size: int = 32):
+    """Eval-mode outputs ``key`` (a name, or a tuple of names -> a tuple) for ``rows``, ASV
+    vectors computed once per feature unless a cache is given."""
+    import torch
+    model.eval()
+    if asv_cache is None:
+        asv_cache = model.asv_vectors(builder.token_tensor(device))
+    keys = (key,) if isinstance(key, str) else tuple(key)
+    outs = {k: [] for k in keys}
+    # the ASV-set sketch only where the caller asks for the whole embedding
+    sketch = "embedding" in keys
+    with torch.no_grad():
+        for batch in builder.batches(rows, batch_size):
+            out = model(**batch.to_torch(device), asv_cache=asv_cache, sketch=sketch)
+            for k in keys:
+                outs[k].append(out[k].float().cpu().numpy())
+    res = tuple(np.concatenate(outs[k]) for k in keys)
+    return res[0] if isinstance(key, str) else res
+
+
+def encoder_vectors(model, table: SampleTable, device="cpu") -> np.ndarray:
+    """The frozen encoder's vector of every feature of the table: [features, D]."""
+    import torch
+    from .runtime import resolve_device
+    dev = resolve_device(device) if isinstance(device, str) else device
+    model = model.to(dev)
+    tokens = torch.from_numpy(np.array(table.tokens(model.cfg.max_bp))).to(dev)
+    return model.asv_vectors(tokens).float().cpu().numpy()
+
+
+def predictions(bundle: ModelBundle, inf: Inference, batch_size: int = 32) -> np.ndarray:
+    """The model's predictions for every sample of ``inf.table``: normalised values [n] or
+    class probabilities [n, classes]: its stack's weighted mean of its components (a model
+    of format 2.6 or older: its heads)."""
+    from .features import sample_features, with_covariates
+    from .learners import softmax
+    stack, rows = bundle.stack, np.arange(inf.table.n_samples)
+    heads = None
+    if stack is None or stack.uses_heads:
+        out = run_model(inf.model, inf.builder, rows, inf.device, batch_size=batch_size)
+        heads = softmax(out.astype(float)) if bundle.task == "classification" else out
+    if stack is None:
+        return heads
+    V = (encoder_vectors(inf.model, inf.table, inf.device) if "composition" in stack.blocks
+         else None)
+    feats = sample_features(inf.table, stack.columns, stack.blocks, V)
+    return stack.predict(with_covariates(feats, inf.covariates, bundle.covariates), heads)

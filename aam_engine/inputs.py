@@ -1,9 +1,10 @@
 """What the api's callers hand in, checked and made ready for training: the table (rarefied),
 its distance sources (one or one per study), the model sizes that follow from the data, the
-targets (encoded and decoded) and the split of the samples."""
+targets (encoded and decoded), the covariates (encoded) and the split of the samples."""
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -11,6 +12,27 @@ from .config import ModelConfig, TrainConfig
 from .data import (MatrixDistances, SampleTable, align_distances, batch_unifrac,
                    check_distance_matrix, part_distances)
 from .data.table import first_few, split_ids
+
+
+@dataclass
+class Options:
+    """What a pretraining or a fit reads besides the table, its targets, groups and settings:
+    distances (an (ids, matrix) pair, or a list of them, one per study) or a rooted tree (or
+    a list), the UniFrac metric, a rarefaction depth, categorical covariates
+    ({column: {sample: value}}), what to do with samples without a target ('error' /
+    'ignore'), and where checkpoints and logs go."""
+    distances: object = None
+    tree: object = None
+    metric: str = "unweighted"
+    rarefaction_depth: int | None = None
+    covariates: dict | None = None
+    missing_samples: str = "error"
+    checkpoint_dir: str | None = None
+    log_dir: str | None = None
+
+    @property
+    def has_distances(self) -> bool:
+        return self.distances is not None or self.tree is not None
 
 
 def prepare_table(table: SampleTable, rarefaction_depth: int | None, seed: int) -> SampleTable:
@@ -153,3 +175,42 @@ def resolve_distances_of(table, keep, distances, tree, metric):
     if len(keep) < table.n_samples:
         table = table.subset(keep)
     return resolve_distances(table, distances, tree, metric)
+
+
+def encode_covariates(covariates: dict | None, sample_ids, levels: dict | None = None):
+    """{column: {sample: value}} -> (codes [n, K], levels {column: [values]}); unknown = 0.
+    ``levels`` (a fitted model's) fixes the codes; without it they come from the values."""
+    if not covariates and not levels:
+        return None, {}
+    covariates = covariates or {}
+    levels = dict(levels) if levels else {c: sorted({str(v) for v in col.values()
+                                                     if v is not None and str(v) != "nan"})
+                                          for c, col in covariates.items()}
+    codes = np.zeros((len(sample_ids), len(levels)), dtype=np.int64)
+    for k, (c, lv) in enumerate(levels.items()):
+        index = {v: i + 1 for i, v in enumerate(lv)}
+        col = covariates.get(c, {})
+        codes[:, k] = [index.get(str(col.get(s)), 0) for s in sample_ids]
+    return codes, levels
+
+
+def check_classes(y, classes, groups=None, sample_ids=None):
+    """Before any training: every class needs two samples, or no fold can learn it and score
+    it; a class in one group only is learnt from no other group (a warning)."""
+    counts = np.bincount(y, minlength=len(classes))
+    small = [f"{classes[c]!r} ({n} sample{'s' if n != 1 else ''})"
+             for c, n in enumerate(counts) if n < 2]
+    if small:
+        raise ValueError(
+            f"Class {', '.join(small)} has too few samples to be learnt and validated: every "
+            "class needs at least 2 (a model cannot learn a class from a sample it is scored "
+            "on). Remove the samples of that class from the table (qiime feature-table "
+            "filter-samples), or merge it with a related class in the metadata.")
+    if groups is not None and sample_ids is not None:
+        lonely = [classes[c] for c in range(len(classes))
+                  if len({str(groups[s]) for s, v in zip(sample_ids, y) if v == c}) < 2]
+        if lonely:
+            import warnings
+            warnings.warn(f"Class(es) {first_few(lonely)} occur in one validation group only: "
+                          "their out-of-fold predictions come from models that never saw "
+                          "them, so their scores will be low.", stacklevel=3)

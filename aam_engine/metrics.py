@@ -93,3 +93,44 @@ def constant_fraction(pred, tolerance: float = 0.0) -> float:
         return float(np.mean(np.abs(pred - mode) <= tolerance))
     _, counts = np.unique(pred, return_counts=True)
     return float(counts.max() / len(pred))
+
+
+# regression predictions closer than this many target sds count as "the same value"
+REGRESSION_TIE = 0.01
+
+
+def prediction_scores(y, p, classify: bool) -> dict:
+    """The scores every prediction is reported with (fits, summaries, benchmarks): accuracy,
+    macro F1, balanced accuracy and the constant-prediction fraction for classes (y, p: the
+    same labels or indices); MAE, R² and the constant-prediction fraction for values."""
+    y, p = np.asarray(y), np.asarray(p)
+    if classify:
+        labels = {v: i for i, v in enumerate(sorted(set(y.tolist()) | set(p.tolist()), key=str))}
+        yi = np.array([labels[v] for v in y.tolist()])
+        pi = np.array([labels[v] for v in p.tolist()])
+        return {"accuracy": accuracy(yi, pi), "macro_f1": macro_f1(yi, pi),
+                "balanced_accuracy": balanced_accuracy(yi, pi), "const": constant_fraction(pi)}
+    return {"mae": mae(y, p), "r2": r2_score(y, p),
+            "const": constant_fraction(p, REGRESSION_TIE * float(np.std(np.asarray(y, float))))}
+
+
+def group_interval(statistic, groups, confidence: float = 0.95, n_resamples: int = 1000,
+                   seed: int = 0) -> tuple[float, float]:
+    """A percentile bootstrap interval of ``statistic(rows)`` that resamples whole groups
+    (the independent units: subjects, cages, families), as scipy.stats.bootstrap draws them;
+    rows = the indices of every sample of the drawn groups.  (nan, nan) with < 3 groups."""
+    from scipy.stats import bootstrap
+    groups = np.asarray(groups)
+    uniq, inverse = np.unique(groups, return_inverse=True)
+    if len(uniq) < 3:
+        return float("nan"), float("nan")
+    members = [np.flatnonzero(inverse == g) for g in range(len(uniq))]
+
+    def stat(drawn):
+        return statistic(np.concatenate([members[int(g)] for g in drawn]))
+    with np.errstate(all="ignore"):
+        res = bootstrap((np.arange(len(uniq)),), stat, vectorized=False, n_resamples=n_resamples,
+                        confidence_level=confidence, method="percentile",
+                        random_state=np.random.default_rng(seed))
+    lo, hi = res.confidence_interval
+    return float(lo), float(hi)

@@ -103,7 +103,7 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
     from aam_engine.data import BatchBuilder
     from aam_engine.models import AAM
     from aam_engine.training import losses as L
-    from aam_engine.training.runtime import autocast
+    from aam_engine.runtime import autocast
     torch.manual_seed(0)
     table, dist, rows = load_workload(workload)
     w = WORKLOADS[workload]

@@ -58,7 +58,7 @@ def distance_fit(bundle, table, tree, seed: int = 0) -> dict:
     """Held-out UniFrac fit of the encoder on (up to EVAL_SAMPLES of) ``table``'s samples:
     R² of the full embedding (what `embed` gives) and of its learned part alone."""
     from aam_engine.metrics import capped_rows, known_pairs, r2_score
-    from aam_engine.training.outputs import run_model
+    from aam_engine.inference import run_model
     keep = capped_rows(table.n_samples, EVAL_SAMPLES, seed)
     table = table.subset([table.sample_ids[i] for i in keep])
     table, unifrac = batch_unifrac(table, tree)

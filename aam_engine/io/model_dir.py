@@ -37,6 +37,8 @@ class ModelBundle:
     covariates: dict = field(default_factory=dict)  # column -> ordered levels (code = i + 1)
     history: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)       # data summary, split, seeds
+    stack: object = None       # aam_engine.stacked.Stack (None: an encoder, or a model of
+    #                            format 2.6 or older, which predicts with its heads)
 
     @property
     def task(self) -> str:
@@ -54,7 +56,8 @@ class ModelBundle:
                 "engine_version": __version__, "task": self.task,
                 "model": self.model_config.to_dict(), "training": self.train_config.to_dict(),
                 "target": self.target, "covariates": self.covariates,
-                "history": self.history, "extra": self.extra}
+                "history": self.history, "extra": self.extra,
+                **({"stack": self.stack.spec()} if self.stack is not None else {})}
 
 
 def check_state_dict(model, state_dict):
@@ -113,9 +116,12 @@ def history_tsv(history: list[dict]) -> str:
 
 def write_model_files(bundle: ModelBundle, directory) -> None:
     """The three files into an existing (empty) directory."""
+    import torch
     from safetensors.torch import save_file
     d = Path(directory)
     tensors = {k: v.detach().cpu().contiguous() for k, v in bundle.state_dict.items()}
+    if bundle.stack is not None:
+        tensors.update({k: torch.from_numpy(v) for k, v in bundle.stack.tensors().items()})
     save_file(tensors, str(d / WEIGHTS), metadata={"format": FORMAT_NAME})
     (d / CONFIG).write_text(json.dumps(bundle.config_json(), indent=1, default=float))
     (d / HISTORY).write_text(history_tsv(bundle.history))
@@ -214,7 +220,15 @@ def _from_2_5(cfg):
     return (lambda name: "distance." + name if name.startswith(DISTANCE_WEIGHTS) else name), []
 
 
-UPGRADES = (_from_2_0, _from_2_1, _from_2_2, _from_2_3, _from_2_4, _from_2_5)
+def _from_2_6(cfg):
+    """2.7 predicts with a stack of components (aam_engine.stacked); older regressors and
+    classifiers predict with their heads alone."""
+    if cfg["model"].get("task") != "encoder":
+        cfg["model"]["stack"] = "heads"
+    return None, []
+
+
+UPGRADES = (_from_2_0, _from_2_1, _from_2_2, _from_2_3, _from_2_4, _from_2_5, _from_2_6)
 MAJOR = int(FORMAT_VERSION.split(".")[0])
 READABLE_VERSIONS = tuple(f"{MAJOR}.{m}" for m in range(len(UPGRADES) + 1))
 assert READABLE_VERSIONS[-1] == FORMAT_VERSION, "a format minor without its upgrade step"
@@ -334,6 +348,8 @@ def _validated(path, level):
         return cfg, rename, zero
     header = {rename(k): v for k, v in read_safetensors_header(path / WEIGHTS).items()
               if k != "__metadata__"}
+    check_stack(cfg, {k for k in header if k.startswith(STACK_PREFIX)})
+    header = {k: v for k, v in header.items() if not k.startswith(STACK_PREFIX)}
     expected = expected_shapes(mcfg)
     for name in zero:
         expected.pop(name)
@@ -349,17 +365,50 @@ def _validated(path, level):
     return cfg, rename, zero
 
 
+STACK_PREFIX = "stack."
+
+
+def check_stack(cfg: dict, names: set):
+    """A stack's tensors are exactly those its description in config.json names, and only a
+    regressor / classifier of format 2.7 has one."""
+    spec = cfg.get("stack")
+    if spec is None:
+        if names:
+            raise ValueError(f"{WEIGHTS} holds stack tensors but config.json describes no stack")
+        return
+    try:
+        from ..stacked import Stack, parse
+        parse([c["name"] for c in spec["components"]])
+        n = len(spec["components"])
+        if len(spec["weights"]) != n or not all(w >= 0 for w in spec["weights"]):
+            raise ValueError("one weight >= 0 per component")
+        prefixes = {f"{STACK_PREFIX}{i}.{k}." for i, c in enumerate(spec["components"])
+                    if c["learner"] != "heads" for k in range(int(c["folds"]))}
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"config.json describes a stack this engine cannot read: {e}") from None
+    stray = sorted(x for x in names if not any(x.startswith(p) for p in prefixes))
+    bare = sorted(p for p in prefixes if not any(x.startswith(p) for x in names))
+    if stray or bare:
+        raise ValueError(f"{WEIGHTS} does not hold the stack config.json describes: "
+                         f"unexpected {stray[:3]}, missing {bare[:3]}.")
+
+
 def read_model_dir(path) -> ModelBundle:
     from safetensors.torch import load_file
     path = Path(path)
     cfg, rename, zero = _validated(path, "max")
     state = {rename(k): v for k, v in load_file(str(path / WEIGHTS)).items()}
+    stack_tensors = {k: state.pop(k).numpy() for k in list(state) if k.startswith(STACK_PREFIX)}
     if zero:
         import torch
         state.update({name: torch.zeros(1) for name in zero})
+    stack = None
+    if cfg.get("stack") is not None:
+        from ..stacked import Stack
+        stack = Stack.load(cfg["stack"], stack_tensors)
     bundle = ModelBundle(ModelConfig.from_dict(cfg["model"]), TrainConfig.from_dict(cfg["training"]),
                          state, cfg["target"], cfg["covariates"], cfg.get("history", []),
-                         cfg.get("extra", {}))
+                         cfg.get("extra", {}), stack)
     from ..models import AAM
     check_state_dict(AAM(bundle.model_config), state)
     return bundle

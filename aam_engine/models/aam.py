@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..config import ModelConfig
+from ..config import ModelConfig, head_count
 from ..data.tokenizer import NUC_CLASSES, PAD, VOCAB_SIZE, A, T
 from .distance_head import DistanceHead
 from .layers import AttentionPool, KmerProfile, kmer_spectrum, run_blocks, transformer_stack
@@ -168,7 +168,7 @@ class AAM(nn.Module):
         if cfg.task != "encoder":
             # `ensemble` heads, each with its own pools, standardisation and MLP (heads trained
             # by K-fold cross-fitting share nothing trainable); predictions average them
-            self.heads = nn.ModuleList(PredictionHead(cfg) for _ in range(cfg.ensemble))
+            self.heads = nn.ModuleList(PredictionHead(cfg) for _ in range(head_count(cfg)))
 
     # -------------------------------------------------------------- pieces
     def set_activation_checkpointing(self, on: bool):
@@ -258,7 +258,7 @@ class AAM(nn.Module):
                                              sketch)
         out.update(sample_vec=sample_vec, pool_weights=weights, embedding=emb, pair_offset=offset,
                    learned_embedding=learned, learned_offset=self.distance.learned_offset())
-        if self.cfg.task != "encoder":
+        if self.cfg.task != "encoder" and len(self.heads):
             f = out["head_features"] = self.head_features(asv_states, sample_vec, slot_vecs,
                                                           counts, mask, tokens, slot_index,
                                                           slot_gate)

@@ -1,34 +1,12 @@
-"""What a trained model computes on a table's rows outside the training loop: any of its
-outputs in eval mode (ASV vectors once per feature), and the distance mix fitted after
-pretraining on the training pairs."""
+"""What a trained encoder gets after its training loop: the distance mix, fitted on the
+training pairs."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from ..data.batching import BatchBuilder
+from ..inference import run_model
 from ..metrics import capped_rows, known_pairs, r2_score
 from ..models.distance_head import fit_distance_mix
-
-
-def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="prediction",
-              batch_size: int = 32):
-    """Eval-mode outputs ``key`` (a name, or a tuple of names -> a tuple) for ``rows``, ASV
-    vectors computed once per feature unless a cache is given."""
-    model.eval()
-    if asv_cache is None:
-        asv_cache = model.asv_vectors(builder.token_tensor(device))
-    keys = (key,) if isinstance(key, str) else tuple(key)
-    outs = {k: [] for k in keys}
-    # the ASV-set sketch only where the caller asks for the whole embedding
-    sketch = "embedding" in keys
-    with torch.no_grad():
-        for batch in builder.batches(rows, batch_size):
-            out = model(**batch.to_torch(device), asv_cache=asv_cache, sketch=sketch)
-            for k in keys:
-                outs[k].append(out[k].float().cpu().numpy())
-    res = tuple(np.concatenate(outs[k]) for k in keys)
-    return res[0] if isinstance(key, str) else res
 
 
 def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,

@@ -23,8 +23,8 @@ from .distributed import gather_with_grad, world_info
 from ..metrics import accuracy, capped_rows, known_pairs, macro_f1, mae, r2_score
 from ..models.aam import head_blocks
 from .checkpoints import Checkpoints
-from .outputs import run_model
-from .runtime import autocast, maybe_compile, resolve_device, resolve_precision
+from ..inference import run_model
+from ..runtime import autocast, maybe_compile, resolve_device, resolve_precision
 from .schedulers import make_optimizer, make_scheduler
 
 
@@ -41,9 +41,15 @@ class TaskData:
     class_weights: np.ndarray | None = None
     decode: object = None              # normalised prediction -> original units (regression)
     # K-fold cross-fitting of the model's heads: fold of every table row (-1: none); head k
-    # learns from rows of the other folds and is validated / early-stopped on fold k, so
-    # val_rows are the training rows themselves, each scored by the head that never saw it
+    # learns from the rows outside folds k and k + 1 (mod K), is early-stopped on fold k + 1
+    # and scores fold k, so val_rows are the training rows themselves, each scored by the
+    # head that neither trained nor stopped on it (stopping_fold)
     folds: np.ndarray | None = None
+
+
+def stopping_fold(k, n_folds: int):
+    """The fold that head k (which scores fold k) is early-stopped on."""
+    return (k + 1) % n_folds
 
 
 class Trainer(Checkpoints):
@@ -188,11 +194,13 @@ class Trainer(Checkpoints):
         return L.classification_loss(pred, targets, weights, self.cfg.classification_loss)
 
     def _head_losses(self, out, t):
-        """Mean over heads of each head's loss on its own training samples (those outside its
-        fold; every sample without folds)."""
+        """Mean over heads of each head's loss on its own training samples (those outside the
+        fold it scores and the fold it stops on; every sample without folds)."""
         per_head, losses = out["head_predictions"], []
-        for k in range(per_head.shape[1]):
-            keep = t["folds"] != k if "folds" in t else slice(None)
+        K = per_head.shape[1]
+        for k in range(K):
+            keep = ((t["folds"] != k) & (t["folds"] != stopping_fold(k, K)) if "folds" in t
+                    else slice(None))
             if "folds" not in t or bool(keep.any()):
                 losses.append(self._target_loss(per_head[keep, k], t["targets"][keep]))
         return torch.stack(losses).mean() if losses else per_head.float().sum() * 0.0
@@ -385,12 +393,15 @@ class Trainer(Checkpoints):
             p, y = torch.cat(preds), np.concatenate(targets)
             yt = torch.as_tensor(y, dtype=torch.float32 if self.data.task == "regression"
                                  else torch.long)
-            if self.data.folds is not None:      # each row scored by the head of its fold
+            if self.data.folds is not None:
+                # head k is monitored on its stopping fold; each row is scored (val_target,
+                # the metrics) by the head of its own fold, which never saw it
+                K = self.model.cfg.ensemble
                 fold = torch.as_tensor(self.data.folds[rows])
+                res["val_head_targets"] = [
+                    float(self._target_loss(p[on, k], yt[on])) if bool(on.any()) else
+                    float("nan") for k in range(K) for on in [fold == stopping_fold(k, K)]]
                 p = p[torch.arange(len(p)), fold]
-                res["val_head_targets"] = [float(self._target_loss(p[fold == k], yt[fold == k]))
-                                           if bool((fold == k).any()) else float("nan")
-                                           for k in range(self.model.cfg.ensemble)]
             res["val_target"] = float(self._target_loss(p, yt))
             p = p.numpy()
             if self.data.task == "regression":

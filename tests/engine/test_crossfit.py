@@ -47,7 +47,7 @@ def test_each_sample_is_validated_by_the_head_that_never_trained_on_it(crossfit)
     assert model.model_config.ensemble == 3 and model.extra["cross_fitted_heads"] == 3
     val = model.extra["validation"]
     assert sorted(val["sample_ids"]) == sorted(table.sample_ids)   # every sample, once
-    from aam_engine.training.outputs import run_model
+    from aam_engine.inference import run_model
     net, builder, dev = api.inference_setup(model, table, "cpu")
     per_head = api.decode_regression(model.target, run_model(net, builder,
                                      np.arange(table.n_samples), dev, key="head_predictions"))

@@ -21,7 +21,7 @@ SIZE = dict(embedding_dim=32, attention_heads=2, attention_layers=1, token_limit
 def learned_r2(enc, table, dist, ids):
     """Held-out R² of the encoder's LEARNED part (without the ASV-set sketch, which needs no
     training): offset + Euclidean distance of the learned embeddings against UniFrac."""
-    from aam_engine.training.outputs import run_model
+    from aam_engine.inference import run_model
     model, builder, dev = api.inference_setup(enc, table.subset(ids), "cpu")
     emb = run_model(model, builder, np.arange(len(ids)), dev, key="learned_embedding")
     ix = table.index_of(ids)

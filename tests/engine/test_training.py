@@ -213,7 +213,7 @@ def test_encoder_cannot_predict(example):
 def test_cuda_request_without_gpu_is_clear():
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
-    from aam_engine.training.runtime import resolve_device
+    from aam_engine.runtime import resolve_device
     with pytest.raises(ValueError, match="no CUDA GPU"):
         resolve_device("cuda")
 

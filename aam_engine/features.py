@@ -1,0 +1,79 @@
+"""Per-sample features that a fit's learners read, from a table and a frozen encoder.
+
+    clr          centred log-ratios of the counts over the model's training reads
+                 (pseudocount 1): what the L2 baseline reads
+    relative     each training read's share of the sample: what a forest reads
+    composition  the ASV vectors weighted by each ASV's share of the sample (rel @ V): what
+                 kinds of ASVs a sample holds, in the encoder's terms; defined for reads the
+                 model never saw (the encoder reads them)
+
+``columns`` are the model's training reads (the abundance blocks' columns, in order); a new
+table's reads are placed by sequence (after reads of other trims are matched to them), and
+reads the model never saw count in each sample's total but have no column.  The ASV vectors
+``V`` [table features, D] come from the frozen encoder (inference.asv_vectors).
+Prediction computes the same features; nothing here trains.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+PSEUDOCOUNT = 1.0
+BLOCKS = ("clr", "relative", "composition")
+
+
+def clr(counts, pseudocount: float = PSEUDOCOUNT) -> np.ndarray:
+    """Centred log-ratio of dense or sparse counts [n, F] (pseudocount added to every cell)."""
+    X = counts.toarray() if sp.issparse(counts) else np.asarray(counts, float)
+    L = np.log(X + pseudocount)
+    return L - L.mean(1, keepdims=True)
+
+
+def totals(counts) -> np.ndarray:
+    return np.maximum(np.asarray(sp.csr_matrix(counts).sum(1), float).ravel(), 1e-12)
+
+
+def composition(counts, V) -> np.ndarray:
+    """Relative-abundance-weighted mean of the ASV vectors V [F, D]: [n, D]."""
+    C = sp.csr_matrix(counts, dtype=np.float64)
+    return np.asarray(sp.diags(1.0 / totals(C)) @ C @ np.asarray(V, np.float64))
+
+
+def aligned(table, columns: list[str]) -> sp.csr_matrix:
+    """The table's counts in the model's columns [n, len(columns)]: features placed by
+    sequence (several features of one read summed), reads without a column left out."""
+    index = {s: i for i, s in enumerate(columns)}
+    src = [j for j, s in enumerate(table.sequences) if s in index]
+    dst = [index[table.sequences[j]] for j in src]
+    M = sp.csr_matrix((np.ones(len(src)), (src, dst)),
+                      shape=(table.n_features, len(columns)))
+    return sp.csr_matrix(table.counts @ M)
+
+
+def sample_features(table, columns: list[str], names, V=None) -> dict:
+    """{block name: [n, width]} for the blocks ``names`` (see BLOCKS); V is needed for
+    'composition'."""
+    out = {}
+    A = aligned(table, columns) if {"clr", "relative"} & set(names) else None
+    for name in names:
+        if name == "clr":
+            out[name] = clr(A)
+        elif name == "relative":
+            out[name] = (sp.diags(1.0 / totals(table.counts)) @ A).toarray()
+        elif name == "composition":
+            if V is None:
+                raise ValueError("the composition block needs the encoder's ASV vectors")
+            out[name] = composition(table.counts, V)
+        else:
+            raise ValueError(f"unknown feature block {name!r}; known: {', '.join(BLOCKS)}")
+    return out
+
+
+def with_covariates(feats: dict, codes, levels: dict) -> dict:
+    """Every block with the covariates appended as one-hot columns (code 0, an unknown value,
+    is all zeros); the blocks as they are without covariates."""
+    if codes is None or not levels:
+        return feats
+    onehot = [np.eye(len(lv) + 1)[np.asarray(codes)[:, k]][:, 1:]
+              for k, lv in enumerate(levels.values())]
+    return {name: np.hstack([X] + onehot) for name, X in feats.items()}

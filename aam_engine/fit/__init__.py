@@ -1,0 +1,277 @@
+"""A fit, top to bottom: a regressor or classifier from a table, a metadata column and an
+encoder.  Each step is a function of this module, in the order it runs:
+
+    settings     the configurations, validated, with the preset's sizes
+    encoder      the one given, the shipped one, or one pretrained here on the table's UniFrac
+    inputs       the table (rarefied, labelled samples), the targets encoded, the covariates,
+                 the validation groups and the K folds (whole groups per fold)
+    features     per-sample blocks from the frozen encoder (aam_engine.features)
+    components   each cross-fitted on the folds (fit.components; the heads: fit.heads)
+    stack        weights on the components' out-of-fold predictions (fit.stack)
+    report       out-of-fold scores with intervals, the encoder's contribution (fit.report)
+    outputs      the ModelBundle: the encoder (and heads), the stack, the report
+
+A model trained whole (freeze_base off, or no encoder) is one component, the heads, fitted
+on a validation split.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import ENCODER_SIZES, apply_preset, head_count, warn_size_mismatch
+from ..data.table import fold_ids
+from ..features import sample_features, with_covariates
+from ..inputs import (Options, check_classes, cross_fit_heads, decode_regression,
+                      encode_covariates, encode_targets, prepare_table, resolve_distances_of,
+                      resolve_sizes)
+from ..io import ModelBundle
+from ..run import RunDirs, RunInputs, run_training
+from ..stacked import HEADS, Stack, parse, reads_encoder
+from .components import cross_fit
+from .report import fit_report
+from .stack import cross_fitted_stack, stack_weights
+
+# what a fit compares itself with when its stack has no component without the encoder
+BASELINE_COMPONENTS = ("linear:clr", "forest:relative")
+MIN_HEAD_FOLDS = 3          # head k needs a fold to learn from beside folds k and k + 1
+
+
+def fit(table, targets: dict, task: str, model_cfg, train_cfg, encoder: ModelBundle = None,
+        groups: dict | None = None, options: Options | None = None) -> ModelBundle:
+    """Fit a regressor / classifier of ``targets`` ({sample: value}) on ``table``.
+    ``groups`` ({sample: unit}): the independent units (subject, cage, family) that folds
+    keep whole.  ``options``: distances / tree (an encoder pretrained here first), covariates,
+    rarefaction, missing samples, checkpoint and log folders (aam_engine.inputs.Options)."""
+    options = options or Options()
+    model_cfg, train_cfg = settings(task, model_cfg, train_cfg)
+    dirs = RunDirs(options.checkpoint_dir, options.log_dir)
+    encoder = choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs)
+    if encoder is not None and options.has_distances and model_cfg.freeze_base:
+        options, dirs = dataclasses.replace(options, distances=None, tree=None), dirs.sub("head")
+    data = inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
+    if not data.frozen:
+        return whole_model(data, encoder, dirs)
+    feats = features(data, encoder)
+    runs, model, history, run = components(data, feats, encoder, dirs)
+    stack, rep = fit_stack(data, runs)
+    return outputs(data, encoder, model, history, run, stack, rep)
+
+
+# ------------------------------------------------------------------------------ settings
+def settings(task: str, model_cfg, train_cfg):
+    if task not in ("regression", "classification"):
+        raise ValueError(f"task must be 'regression' or 'classification', got {task!r}")
+    model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
+    return dataclasses.replace(model_cfg, task=task), train_cfg
+
+
+# ------------------------------------------------------------------------------- encoder
+def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
+    """The encoder given; else, for a frozen encoder, one pretrained here on the table's
+    distances where they are given, or the shipped one (shipped_encoder); else None (the
+    whole model trains from scratch)."""
+    if encoder is not None:
+        if encoder.task not in ("encoder", model_cfg.task):
+            raise ValueError(f"The model given as encoder is a {encoder.task} model; give an "
+                             "AAMModel[SequenceEncoder] from `pretrain` (or one of this task).")
+        return encoder
+    if not model_cfg.freeze_base:
+        return None
+    if options.has_distances:
+        from ..api import pretrain
+        return pretrain(table, model_cfg, train_cfg, groups=groups,
+                        options=dataclasses.replace(options, checkpoint_dir=dirs.sub(
+                            "pretrain").checkpoint_dir, log_dir=dirs.sub("pretrain").log_dir))
+    if model_cfg.shipped_encoder:
+        from ..pretrained import default_encoder
+        return default_encoder()
+    return None
+
+
+# -------------------------------------------------------------------------------- inputs
+@dataclass
+class FitInputs:
+    """A fit's inputs, made ready: the labelled table, its encoded targets, covariates,
+    groups (one label per sample) and folds, and the settings that follow from them."""
+    table: object
+    task: str
+    y: np.ndarray
+    target: dict                 # the target encoding (shift / scale, or classes)
+    class_weights: object
+    covariates: object           # codes [n, K] or None
+    levels: dict                 # covariate levels
+    groups: dict | None
+    units: np.ndarray            # each sample's group (or its own id)
+    folds: np.ndarray | None     # None: a model trained whole, on a validation split
+    distances: object
+    model_cfg: object
+    train_cfg: object
+    frozen: bool
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.target["classes"]) if self.task == "classification" else 0
+
+    def decode(self, z):
+        return decode_regression(self.target, z)
+
+    def run_inputs(self, encoder, folds=None) -> RunInputs:
+        return RunInputs(self.y, self.distances, self.covariates, self.class_weights,
+                         functools.partial(decode_regression, self.target)
+                         if self.task == "regression" else None, self.groups, folds, encoder)
+
+
+def inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options) -> FitInputs:
+    if encoder is not None:
+        warn_size_mismatch(model_cfg.to_dict(), encoder.model_config)
+        model_cfg = dataclasses.replace(
+            model_cfg, **{k: getattr(encoder.model_config, k) for k in ENCODER_SIZES})
+    table = prepare_table(table, options.rarefaction_depth, train_cfg.random_seed)
+    keep, y, enc, weights = encode_targets(targets, task, table.sample_ids,
+                                           options.missing_samples, train_cfg,
+                                           model_cfg.output_activation)
+    table, dist = resolve_distances_of(table, keep, options.distances, options.tree,
+                                       options.metric)
+    if len(table.sample_ids) != len(keep):   # UniFrac may have dropped features, never samples
+        kept = set(table.sample_ids)
+        y = y[[i for i, s in enumerate(keep) if s in kept]]
+    if task == "classification":
+        check_classes(y, enc["classes"], groups, table.sample_ids)
+    enc["name"] = getattr(targets, "name", None) or enc.get("name")
+    codes, levels = encode_covariates(options.covariates, table.sample_ids)
+    frozen = bool(model_cfg.freeze_base and encoder is not None)
+    K = cross_fit_heads(model_cfg, frozen, table.sample_ids, groups)
+    units = np.array([str(groups[s]) for s in table.sample_ids] if groups is not None
+                     else table.sample_ids)
+    folds = fold_ids(table.sample_ids, K, train_cfg.random_seed, groups) if K > 1 else None
+    model_cfg = resolve_sizes(model_cfg, table, task=task, ensemble=K,
+                              n_outputs=len(enc["classes"]) if task == "classification" else 1,
+                              covariate_sizes=[len(v) for v in levels.values()],
+                              freeze_base=frozen)
+    return FitInputs(table, task, y, enc, weights, codes, levels, groups, units, folds, dist,
+                     model_cfg, train_cfg, frozen and folds is not None)
+
+
+# ------------------------------------------------------------------------------ features
+def features(data: FitInputs, encoder) -> dict:
+    """The feature blocks the stack's components read, for every sample."""
+    names = {b for learner, b in parse(data.model_cfg.stack) if learner != HEADS}
+    if data.train_cfg.compare_baselines:
+        names |= {c.split(":")[1] for c in BASELINE_COMPONENTS}
+    V = None
+    if "composition" in names:
+        from ..inference import encoder_vectors
+        V = encoder_vectors(encoder.build_model(), data.table, data.train_cfg.device)
+    from ..data.reads import known_reads
+    feats = sample_features(data.table, known_reads(data.table), sorted(names), V)
+    return with_covariates(feats, data.covariates, data.levels)
+
+
+# ---------------------------------------------------------------------------- components
+def components(data: FitInputs, feats: dict, encoder, dirs):
+    """{component name: CrossFit} for the stack's components (and, for the report only, the
+    baselines where the stack has none), and the model: the trained heads where they are a
+    component, else the encoder with no heads, with its history and run summary."""
+    wanted = parse(data.model_cfg.stack)
+    if (HEADS, "") in wanted and data.folds.max() + 1 < MIN_HEAD_FOLDS:
+        warnings.warn(f"The heads need at least {MIN_HEAD_FOLDS} folds (groups) to be "
+                      "cross-fitted; the stack is fitted without them.", stacklevel=3)
+        wanted = [w for w in wanted if w != (HEADS, "")]
+    data.model_cfg = dataclasses.replace(
+        data.model_cfg, stack=",".join(HEADS if l == HEADS else f"{l}:{b}" for l, b in wanted))
+    if data.train_cfg.compare_baselines and all(reads_encoder(*w) for w in wanted):
+        wanted += [tuple(c.split(":")) for c in BASELINE_COMPONENTS]
+    runs, model, history, run = {}, None, [], {}
+    seed = data.train_cfg.random_seed
+    for learner, block in wanted:
+        if learner == HEADS:
+            from .heads import fit_heads
+            model, history, run, oof = fit_heads(data.table, data.model_cfg, data.train_cfg,
+                                                 data.task, data.run_inputs(encoder, data.folds),
+                                                 dirs)
+            from ..stacked import Component
+            runs[HEADS] = cross_fit_result(Component(HEADS, HEADS), oof)
+        else:
+            runs[f"{learner}:{block}"] = cross_fit(learner, block, feats[block], data.y,
+                                                   data.n_classes, data.folds, data.units, seed)
+    if model is None:
+        model = encoder_only(data.model_cfg, encoder)
+    return runs, model, history, run
+
+
+def cross_fit_result(component, oof):
+    from .components import CrossFit
+    return CrossFit(component, oof)
+
+
+def encoder_only(model_cfg, encoder):
+    """The model a stack without heads keeps: the frozen encoder (its ASV vectors make the
+    composition block of new tables)."""
+    from ..models import AAM
+    assert head_count(model_cfg) == 0
+    model = AAM(model_cfg)
+    model.load_encoder_from(encoder.build_model())
+    return model.eval()
+
+
+# --------------------------------------------------------------------------------- stack
+def fit_stack(data: FitInputs, runs: dict):
+    """The stack (its components' weights, fitted on their out-of-fold predictions) and its
+    report (out-of-fold scores of the components, the stack and the stack without its
+    encoder components, with intervals over groups)."""
+    names = [n for n in runs if n == HEADS or n in data.model_cfg.stack.split(",")]
+    P = [runs[n].oof for n in names]
+    w = stack_weights(P, data.y, data.n_classes)
+    stack_oof = cross_fitted_stack(P, data.y, data.n_classes, data.folds)
+    plain = [n for n in names if not reads_encoder(runs[n].component.learner,
+                                                   runs[n].component.block)]
+    plain_oof = (cross_fitted_stack([runs[n].oof for n in plain], data.y, data.n_classes,
+                                    data.folds) if plain and len(plain) < len(names) else None)
+    rep = fit_report(data.y, {n: r.oof for n, r in runs.items()}, stack_oof, plain_oof,
+                     data.n_classes, data.decode, data.units, data.train_cfg.random_seed)
+    rep["weights"] = dict(zip(names, [float(v) for v in w]))
+    rep["in_stack"] = names
+    from ..data.reads import known_reads
+    stack = Stack([runs[n].component for n in names], w, known_reads(data.table),
+                  data.n_classes)
+    rep["oof"] = stack_oof
+    return stack, rep
+
+
+# ------------------------------------------------------------------------------- outputs
+def outputs(data: FitInputs, encoder, model, history, run, stack, rep) -> ModelBundle:
+    """The fitted model, with what it says about itself in ``extra``."""
+    stack_oof = rep.pop("oof")
+    ids = list(data.table.sample_ids)
+    extra = {**run, "n_samples": data.table.n_samples, "n_features": data.table.n_features,
+             "train_samples": ids, "validation_samples": ids,
+             "folds": data.folds.tolist(), "cross_fitted_heads": 0,
+             "stack": rep, "pretrained_encoder": encoder is not None}
+    from ..data.reads import known_reads
+    extra["reads"] = known_reads(data.table)
+    extra["validation"] = {"sample_ids": ids,
+                           "true": (data.y if data.n_classes else data.decode(data.y)).tolist(),
+                           "predicted": (stack_oof.argmax(1) if data.n_classes
+                                         else data.decode(stack_oof)).tolist()}
+    extra.pop("baselines", None)
+    return ModelBundle(data.model_cfg, data.train_cfg, model.state_dict(), data.target,
+                       data.levels, history, extra, stack)
+
+
+def whole_model(data: FitInputs, encoder, dirs) -> ModelBundle:
+    """The model trained whole (or heads on a validation split): one component, the heads."""
+    cfg = dataclasses.replace(data.model_cfg, ensemble=1, stack=HEADS)
+    model, history, run = run_training(data.table, cfg, data.train_cfg, data.task,
+                                       data.run_inputs(encoder), dirs)
+    run["pretrained_encoder"] = encoder is not None
+    from ..data.reads import known_reads
+    from ..stacked import Component
+    stack = Stack([Component(HEADS, HEADS)], np.ones(1), known_reads(data.table),
+                  data.n_classes)
+    return ModelBundle(cfg, data.train_cfg, model.state_dict(), data.target, data.levels,
+                       history, run, stack)

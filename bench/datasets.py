@@ -1,0 +1,168 @@
+"""The datasets every benchmark scores, in one place: where each lies, how deep it is rarefied,
+its targets, and its INDEPENDENT UNIT, the group a split keeps whole (the thing that would leak
+if it sat on both sides: a cage whose mice share a microbiome and one exposure, a family,
+a subject sampled over time, a house).
+
+    unit(name, md) -> {sample: unit}
+
+Development datasets (DEV) are the ones defaults may be chosen on (their development seeds
+only); the report datasets (REPORT_ONLY) were never looked at while choosing anything.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = Path(os.environ.get("AAM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CORPUS = ROOT / "build" / "corpus"        # `make corpus`: the corpus studies with V4 reads
+RESULTS = ROOT / "bench" / "results"
+
+
+def ibd_family(md) -> dict:
+    """ibd-2538's independent unit: a family for the controls (relatives of one another:
+    father, mother, sibling / twin, whose subject IDs run in blocks of four hundred:
+    s1000100-s1000300, s1000500-s1000700, ...; checked against index_or_family below),
+    the subject for the Crohn's patients (one index patient per family, none related to a
+    control)."""
+    out = {}
+    for s, subj, ibd in zip(md.index, md["host_subject_id"], md["ibd"]):
+        n = int(str(subj).lstrip("s"))
+        out[s] = f"family{(n - 1000100) // 400}" if ibd == "Control" else str(subj)
+    fam = {}
+    for s, u in out.items():
+        if u.startswith("family"):
+            fam.setdefault(u, set()).add(md.at[s, "index_or_family"])
+    for u, roles in fam.items():       # each block: one father, one mother, one sibling
+        if not ({"father", "mother"} <= roles and len(roles) == 3):
+            raise ValueError(f"ibd-2538: {u} is not one family ({sorted(roles)})")
+    return out
+
+
+# name: where, files, depth, unit (a column, or a function of the metadata), targets,
+# how splits are drawn ('grouped' = a seeded quarter of the units; 'one unit out' = each unit
+# in turn, where there are two), and what a reader must know about the labels
+DATASETS = {
+    "ibd-2538": dict(dir=DATA / "ibd-2538", table="table.qza", sequences=None,
+                     tree="tree-pruned.nwk", depth=5000, unit=ibd_family, unit_name="family",
+                     targets=[("ibd", True), ("age", False)],
+                     caveat="Crohn's samples were collected in 2013-14, controls in 2012: "
+                            "collection year is confounded with the label"),
+    "sleep-apnea": dict(dir=DATA / "sleep-apnea", table="table.biom", sequences=None,
+                        tree="tree.nwk", depth=1000, unit="cage_number", unit_name="cage",
+                        folds=2,     # four cages, two per exposure: one of each held out
+                        targets=[("exposure_type", True)],
+                        caveat="exposure is by cage (two cages each): a held-out cage is "
+                               "a held-out exposure group"),
+    "moving-pictures-dada2": dict(dir=DATA / "moving-pictures-dada2", table="table.biom",
+                                  sequences="seqs.fasta", tree="tree.nwk", depth=1100,
+                                  unit="subject", unit_name="person",
+                                  targets=[("body-site", True)], splits="one unit out"),
+    "pd-mice": dict(dir=DATA / "pd-mice", table="table.biom", sequences="seqs.fasta",
+                    tree="tree.nwk", depth=1000, unit="cage_id", unit_name="cage",
+                    targets=[("genotype", True)]),
+    # report only: nobody chose anything on these; the shipped encoder never saw them
+    "mlrepo-kostic": dict(dir=CORPUS / "mlrepo-kostic", table="table.biom",
+                          sequences="../sequences.fasta", tree="../tree.nwk", depth=1000,
+                          unit="subject", unit_name="subject", targets=[("tissue", True)]),
+    "mlrepo-ravel": dict(dir=CORPUS / "mlrepo-ravel", table="table.biom",
+                         sequences="../sequences.fasta", tree="../tree.nwk", depth=1000,
+                         unit="subject", unit_name="woman", targets=[("nugent_category", True)]),
+    "mlrepo-turnbaugh": dict(dir=CORPUS / "mlrepo-turnbaugh", table="table.biom",
+                             sequences="../sequences.fasta", tree="../tree.nwk", depth=1000,
+                             unit="family", unit_name="family", targets=[("obesity", True)]),
+    "multi-omics-10333": dict(dir=DATA / "corpus" / "multi-omics-10333", table="table.biom",
+                              sequences=None, tree=None, depth=1000, unit="house",
+                              unit_name="house", targets=[("room", True), ("village", True)]),
+}
+DEV = ("ibd-2538", "sleep-apnea", "moving-pictures-dada2", "pd-mice")
+REPORT_ONLY = ("mlrepo-kostic", "mlrepo-ravel", "mlrepo-turnbaugh", "multi-omics-10333")
+
+
+def read_metadata(path):
+    """Sample-indexed DataFrame of strings (QIIME 2 metadata: a '#q2:types' row skipped)."""
+    import pandas as pd
+    md = pd.read_csv(path, sep="\t", dtype=str, comment=None, keep_default_na=False)
+    md = md[~md.iloc[:, 0].astype(str).str.startswith("#")]
+    return md.set_index(md.columns[0])
+
+
+def usable(v, conv) -> bool:
+    """A real value: not missing, not a 'Missing: ...' / 'not applicable' placeholder."""
+    if not isinstance(v, str) or not v or v.startswith(("Missing", "not ", "Not ")):
+        return False
+    try:
+        conv(v)
+        return True
+    except ValueError:
+        return False
+
+
+def unit(name: str, md) -> dict:
+    u = DATASETS[name]["unit"]
+    return u(md) if callable(u) else {s: str(v) for s, v in md[u].items()}
+
+
+def load(name: str, rarefy: bool = True):
+    """(table, metadata rows of its samples): samples with metadata, rarefied to the
+    dataset's depth (seed 0; samples below it dropped)."""
+    from aam_engine.data import load_biom, read_fasta
+    spec = DATASETS[name]
+    d = spec["dir"]
+    if not d.exists():
+        sys.exit(f"{d} not found" + (" (run `make corpus`)" if CORPUS in d.parents else ""))
+    warnings.simplefilter("ignore")
+    seqs = read_fasta(d / spec["sequences"]) if spec["sequences"] else None
+    table = load_biom(d / spec["table"], seqs)
+    md = read_metadata(d / "metadata.tsv")
+    table = table.subset([s for s in table.sample_ids if s in md.index])
+    if rarefy:
+        table = table.rarefy(spec["depth"], seed=0)
+    return table, md.loc[table.sample_ids]
+
+
+def splits(name: str, table, md, seeds, test_size: float = 0.25):
+    """[(seed, train ids, test ids)]: whole units on one side.  'one unit out' datasets give
+    one split per unit, whatever the seeds (seed k holds out unit k)."""
+    from aam_engine.data import split_ids
+    units = unit(name, md)
+    if DATASETS[name].get("splits") == "one unit out":
+        uniq = sorted(set(units.values()))
+        out = []
+        for k in seeds:
+            if k < len(uniq):
+                held = uniq[k]
+                out.append((k, [s for s in table.sample_ids if units[s] != held],
+                            [s for s in table.sample_ids if units[s] == held]))
+        return out
+    target, classify = DATASETS[name]["targets"][0]
+    k = DATASETS[name].get("folds", round(1 / test_size))
+    ids = np.array(table.sample_ids)
+    if not classify:
+        return [(s, *split_ids(table.sample_ids, test_size, s, units)) for s in seeds]
+    from sklearn.model_selection import StratifiedGroupKFold
+    y = [md.at[s, target] for s in ids]
+    out = []
+    for s in seeds:     # the first fold of a seeded stratified grouped K-fold: every class
+        tr, te = next(StratifiedGroupKFold(k, shuffle=True, random_state=s)  # in the test part
+                      .split(ids, y, [units[i] for i in ids]))
+        out.append((s, ids[tr].tolist(), ids[te].tolist()))
+    return out
+
+
+def n_units(name, md, ids) -> int:
+    u = unit(name, md)
+    return len({u[s] for s in ids})
+
+
+def labelled(md, target, classify, ids):
+    """(ids with a usable value, their values)."""
+    conv = (lambda v: v) if classify else float
+    col = md[target]
+    ok = [s for s in ids if usable(col[s], conv)]
+    return ok, np.array([conv(col[s]) for s in ok], dtype=object if classify else float)
