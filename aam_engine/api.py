@@ -11,23 +11,22 @@ inference runs).  What a fit reads is made ready in ``inputs``; one training run
 """
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
-from .config import ModelConfig, TrainConfig, apply_preset, declared
+from .config import ModelConfig, TrainConfig, declared
 from .data import SampleTable, merge_tables
 from .data.distances import UNIFRAC_METRICS
 from .data.simulate import simulate
 from .data.table import split_ids
 from .inference import inference_setup, predictions, run_model
-from .inputs import Options, decode_regression, prepare_table, resolve_distances, resolve_sizes
+from .inputs import Options, decode_regression
 from .interpret import attention_importance, integrated_gradients, occlusion_importance
 from .io import ModelBundle
 from .io.model_dir import history_tsv, read_model_dir, write_model_files
 from .metrics import (REGRESSION_TIE, accuracy, constant_fraction, distance_scores, macro_f1,
                       mae, prediction_scores, r2_score)
-from .run import RunDirs, RunInputs, node_scoped, on_node, run_training
+from .pretraining import pretrain_encoder
+from .run import node_scoped
 
 __all__ = [  # for callers outside the engine
     "pretrain", "fit", "predict", "embed", "embedding_distances", "distance_offset",
@@ -46,23 +45,7 @@ def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
     nuc_penalty > 0; off by default).  ``distances`` / ``tree``: one source, or lists of them
     (studies with matrices or trees of their own; see resolve_distances); given here or in
     ``options`` (with the metric, rarefaction and the checkpoint / log folders)."""
-    options = options or Options()
-    if distances is not None or tree is not None:
-        options = dataclasses.replace(options, distances=distances, tree=tree)
-    model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
-    model_cfg = dataclasses.replace(model_cfg, task="encoder")
-    table = on_node(prepare_table, table, options.rarefaction_depth, train_cfg.random_seed)
-    model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
-    table, dist = on_node(resolve_distances, table, options.distances, options.tree,
-                          options.metric)
-    if dist is None and train_cfg.nuc_penalty == 0:
-        raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
-    model, history, extra = run_training(table, model_cfg, train_cfg, "encoder",
-                                         RunInputs(distances=dist, groups=groups),
-                                         RunDirs(options.checkpoint_dir, options.log_dir))
-    extra["unifrac_metric"] = options.metric if options.tree is not None else "precomputed"
-    return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
-                       history, extra)
+    return pretrain_encoder(table, model_cfg, train_cfg, distances, tree, groups, options)
 
 
 @node_scoped

@@ -255,28 +255,31 @@ def _run(args) -> int:
 def _train_command(args) -> int:
     """pretrain / train.  Under torchrun the table and a distance matrix are read once per node
     (local rank 0) and shared by the node's processes (training.distributed.node_shared)."""
+    import dataclasses
     import functools
 
     from . import api
+    from .inputs import Options
     from .io import read_model_dir, write_model_dir
     from .training.distributed import node_shared, world_info
     mcfg, tcfg = _configs(args)
     table = node_shared(functools.partial(_load_table, args))
-    common = dict(distances=node_shared(functools.partial(_distances, args)), tree=_trees(args),
-                  metric=args.metric, rarefaction_depth=args.rarefaction_depth,
-                  groups=_groups(args),
-                  checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir)
+    options = Options(distances=node_shared(functools.partial(_distances, args)),
+                      tree=_trees(args), metric=args.metric,
+                      rarefaction_depth=args.rarefaction_depth,
+                      checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir)
     if args.command == "pretrain":
-        bundle = api.pretrain(table, mcfg, tcfg, **common)
+        bundle = api.pretrain(table, mcfg, tcfg, groups=_groups(args), options=options)
     else:
         if not args.metadata:
             raise ValueError("train needs --metadata with the --target column")
         md = read_metadata(args.metadata)
         covs = {c: _column(md, c, args.metadata) for c in args.covariates.split(",") if c}
         encoder = read_model_dir(args.encoder) if args.encoder else None
+        options = dataclasses.replace(options, covariates=covs or None,
+                                      missing_samples=args.missing_samples)
         bundle = api.fit(table, _column(md, args.target, args.metadata), args.task, mcfg,
-                         tcfg, encoder=encoder, covariates=covs or None,
-                         missing_samples=args.missing_samples, **common)
+                         tcfg, encoder=encoder, groups=_groups(args), options=options)
         bundle.target["name"] = args.target
     if world_info()[0] == 0:
         write_model_dir(bundle, args.output)

@@ -138,7 +138,7 @@ class ModelConfig(_Serial):
         "cross-fitting (a model trained whole: one head and a validation split).",
         lo=1, hi=20, plugin="fit")
     stack: str = setting(
-        "linear:clr,forest:relative,linear:composition,forest:composition",
+        "linear:relative,forest:relative,linear:composition,forest:composition",
         "The components of the stack, comma-separated, each LEARNER:BLOCK or 'heads'. "
         "Learners: 'linear' (L2-regularised logistic / ridge regression, its strength chosen "
         "on inner folds), 'forest' (random forest). Blocks: 'clr' (centred log-ratio "
@@ -149,19 +149,16 @@ class ModelConfig(_Serial):
         "gives the model trained whole when freeze-base is off.", plugin="fit")
     head_kmer_size: int = setting(
         6, "Length of the k-mers whose spectrum (each sample's relative-abundance-weighted "
-        "k-mer frequencies, 4^k numbers) the prediction head reads beside the encoder's "
+        "k-mer frequencies, 4^k numbers) the prediction heads read beside the encoder's "
         "vectors: the sequence-level detail that tells individual ASVs apart, generalising to "
         "unseen ASVs through the k-mers they share: what pays where new samples come from the "
-        "subjects trained on. On a frozen encoder the heads are fitted with and without it and "
-        "the ones with the lower held-out (out-of-fold) loss are kept (a model trained whole "
-        "reads it). Not used when samples "
-        "are grouped by subject (a model for new subjects), unless head_spectrum is 'always'; "
-        "0 = never.", lo=0, hi=7, plugin="fit")
+        "subjects trained on. Not used when samples are grouped (a model for new subjects, "
+        "cages, families), unless head_spectrum is 'always'; 0 = never.", lo=0, hi=7,
+        plugin="fit")
     head_spectrum: str = setting(
         "auto", "When the heads read the k-mer spectrum (head_kmer_size > 0): 'auto' = not with "
-        "validation groups, else fitted with and without it and the lower out-of-fold loss "
-        "kept; 'always' = whenever head_kmer_size > 0 (e.g. groups given for validation but "
-        "new samples will come from the same subjects).", choices=("auto", "always"),
+        "validation groups; 'always' = whenever head_kmer_size > 0 (e.g. groups given for "
+        "validation but new samples will come from the same subjects).", choices=("auto", "always"),
         plugin="fit")
     n_outputs: int = setting(1, "1 for regression, the number of classes for classification.",
                              lo=1)
@@ -254,11 +251,11 @@ class TrainConfig(_Serial):
         "UniFrac on the same unmasked sequences that prediction reads).", lo=0, plugin="train")
     target_penalty: float = setting(1.0, "Weight of the prediction loss.", lo=0, plugin="fit")
     compare_baselines: bool = setting(
-        True, "After a fit, also fit a random forest and an L2-regularised linear model (on "
-        "CLR abundances) on the same training samples and score them on the same validation "
-        "samples (with cross-fitted heads: on the same folds), so that the history and the "
-        "summary say whether AAM was worth it on these data. Turn off to save the time it "
-        "takes (about as long as fitting the heads). Needs scikit-learn.", plugin="fit")
+        True, "Also cross-fit, on the same folds, the baselines a user would fit without AAM "
+        "(an L2-regularised linear model on CLR abundances and a random forest on relative "
+        "abundances) where the stack does not hold them, so that the summary says whether "
+        "the stack beats the best of them, with an interval. They do not join the stack. "
+        "Turn off to save their time.", plugin="fit")
     mask_ratio: float = setting(0.15, "Fraction of nucleotides masked for the masked-nucleotide "
                                       "objective.", lo=0, hi=0.9, plugin="train")
     read_trim: int = setting(

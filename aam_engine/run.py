@@ -204,7 +204,7 @@ def validation_outputs(trainer, model, data, val_ids):
         d, D = known_pairs(out[keep], block, float(model.distance_offset().detach()))
         rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
         # the learned part alone (what pretraining fits; the sketch needs no training)
-        dl, _ = known_pairs(learned[keep], block, float(model.distance.learned_offset()))
+        dl, _ = known_pairs(learned[keep], block, float(model.distance.learned_offset().detach()))
         rec["learned_unifrac_r2"] = r2_score(D, dl)
         pick = capped_rows(len(d), MAX_SUMMARY_PAIRS)
         d, D = d[pick], D[pick]

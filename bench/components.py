@@ -218,12 +218,18 @@ def predict_main(argv):
                           f"{time.time() - t0:.1f}s", flush=True)
 
 
-def simplex_weights(P, y, classify, classes=None):
+def simplex_weights(P, y, classify, classes=None, objective="logloss"):
     """Non-negative weights summing to 1 that minimise the log loss (classes) or the squared
     error (values) of the weighted mean of the components' out-of-fold predictions."""
     from scipy.optimize import minimize
     K = len(P)
-    if classify:
+    if classify and objective == "brier":
+        yi = np.searchsorted(classes, y)
+        onehot = np.eye(len(classes))[yi]
+        def loss(w):
+            m = sum(wk * p for wk, p in zip(w, P))
+            return np.mean(((m - onehot) ** 2).sum(1))
+    elif classify:
         yi = np.searchsorted(classes, y)
         def loss(w):
             m = sum(wk * p for wk, p in zip(w, P))
@@ -241,7 +247,7 @@ def combine_main(argv):
     """Stacks of cached components, scored on the test parts."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--stacks", required=True, help="name=comp+comp;name=...")
-    ap.add_argument("--stacker", default="simplex", choices=("simplex", "mean"))
+    ap.add_argument("--stacker", default="simplex", choices=("simplex", "brier", "mean"))
     ap.add_argument("--datasets", default=",".join(DEV))
     ap.add_argument("--seeds", default="0,1,2")
     args = ap.parse_args(argv)
@@ -259,8 +265,9 @@ def combine_main(argv):
                     ytr, yte = z[0]["ytr"], z[0]["yte"]
                     classes = np.unique(ytr) if classify else None
                     P = [d["oof"] for d in z]
-                    w = (simplex_weights(P, ytr, classify, classes) if args.stacker == "simplex"
-                         else np.full(len(P), 1 / len(P)))
+                    w = (np.full(len(P), 1 / len(P)) if args.stacker == "mean" else
+                         simplex_weights(P, ytr, classify, classes,
+                                         "brier" if args.stacker == "brier" else "logloss"))
                     p = sum(wk * d["test"] for wk, d in zip(w, z))
                     rows.setdefault((name, target, key), {}).setdefault(sname, []).append(
                         score(yte, p, classes, classify)[key])

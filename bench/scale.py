@@ -116,7 +116,8 @@ def one(n: int, steps: int, batch: int, devices: int = 1) -> dict:
     tree = skbio.TreeNode.read(io.StringIO(nwk))
     t_sim = time.time() - t0
     t0 = time.time()
-    _, src = api.resolve_distances(table, tree=tree)      # what pretrain does first
+    from aam_engine.inputs import resolve_distances
+    _, src = resolve_distances(table, tree=tree)      # what pretrain does first
     t_prep = time.time() - t0
     after_prep = peak_mb()
     del src

@@ -50,6 +50,14 @@ for pair in "regressor-summary:validation" "encoder-summary:distances"; do
 done
 
 echo
+echo "The regressor's summary says (regressor-summary.qzv, out of fold):"
+$PY - "$OUT/regressor.qza" <<'VERDICT'
+import json, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as z:
+    name = next(n for n in z.namelist() if n.endswith("/data/config.json"))
+    print(json.loads(z.read(name))["extra"]["stack"]["verdict"])
+VERDICT
+echo
 echo "Done. Outputs in $OUT/:"
 ls -1 "$OUT"/*.qza "$OUT"/*.qzv "$OUT"/*.png
 echo "View a visualization with: qiime tools view $OUT/regressor-summary.qzv (or https://view.qiime2.org);"

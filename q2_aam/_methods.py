@@ -11,7 +11,8 @@ import qiime2
 import skbio
 
 from aam_engine import api
-from aam_engine.api import ModelBundle, ModelConfig, SampleTable, TrainConfig, declared
+from aam_engine.api import (ModelBundle, ModelConfig, Options, SampleTable, TrainConfig,
+                            declared)
 
 from ._formats import AAMModelDirFmt
 from ._params import (CLASSIFICATION, DISTANCE, FIT, MODEL, REGRESSION, TRAIN, with_params)
@@ -60,6 +61,9 @@ def _covariates(covariates: qiime2.Metadata | None):
 
 
 def history_frame(bundle: ModelBundle) -> pd.DataFrame:
+    """Per-epoch metrics (none for a stack without heads: its learners have no epochs)."""
+    if not bundle.history:
+        return pd.DataFrame(index=pd.Index([], name="epoch"))
     return pd.DataFrame(bundle.history).set_index("epoch")
 
 
@@ -91,12 +95,12 @@ def pretrain(table: biom.Table, sequences: pd.Series = None,
                          "--i-study-phylogenies / --i-study-distance-matrices.")
     mcfg, tcfg = _configs(params)
     _announce("pretrain", params)
+    options = Options(metric=params["metric"], rarefaction_depth=params["rarefaction_depth"],
+                      checkpoint_dir=params["checkpoint_dir"],
+                      **_distances(distance_matrix, phylogeny, study_distance_matrices,
+                                   study_phylogenies))
     bundle = api.pretrain(sample_table(table, sequences), mcfg, tcfg,
-                          metric=params["metric"], rarefaction_depth=params["rarefaction_depth"],
-                          groups=_groups(validation_groups),
-                          checkpoint_dir=params["checkpoint_dir"],
-                          **_distances(distance_matrix, phylogeny, study_distance_matrices,
-                                       study_phylogenies))
+                          groups=_groups(validation_groups), options=options)
     return bundle, history_frame(bundle)
 
 
@@ -118,12 +122,13 @@ def _fit(task, table, metadata, sequences, encoder, covariates, distance_matrix,
     mcfg, tcfg = _configs(params)
     _announce(f"fit ({task})", params)
     targets = metadata.to_series()
+    options = Options(covariates=_covariates(covariates), metric=params["metric"],
+                      rarefaction_depth=params["rarefaction_depth"],
+                      missing_samples=params["missing_samples"],
+                      checkpoint_dir=params["checkpoint_dir"],
+                      **_distances(distance_matrix, phylogeny))
     bundle = api.fit(sample_table(table, sequences), targets.to_dict(), task, mcfg, tcfg,
-                     encoder=encoder, covariates=_covariates(covariates),
-                     metric=params["metric"], rarefaction_depth=params["rarefaction_depth"],
-                     groups=_groups(validation_groups), missing_samples=params["missing_samples"],
-                     checkpoint_dir=params["checkpoint_dir"],
-                     **_distances(distance_matrix, phylogeny))
+                     encoder=encoder, groups=_groups(validation_groups), options=options)
     bundle.target["name"] = metadata.name
     return bundle, history_frame(bundle)
 
@@ -188,18 +193,25 @@ def embed(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
 
 
 def feature_importance(model: ModelBundle, table: biom.Table, sequences: pd.Series = None,
-                       covariates: qiime2.Metadata = None, method: str = "integrated_gradients",
+                       covariates: qiime2.Metadata = None, method: str = "auto",
                        steps: int = 16, device: str = "auto",
                        match_reads: bool = True) -> pd.DataFrame:
+    st = sample_table(table, sequences)
+    covs = _covariates(covariates)
+    if method == "auto":     # what measures the model as it predicts
+        heads_only = model.stack is None or [c.name for c in model.stack.components] == ["heads"]
+        method = ("attention" if model.task == "encoder" else
+                  "integrated_gradients" if heads_only else "occlusion")
     if method == "integrated_gradients":
         _check_model(model, "regression", "classification")
-        ids, imp = api.integrated_gradients(model, sample_table(table, sequences),
-                                                  device=device, steps=steps,
-                                                  covariates=_covariates(covariates),
-                                                  match_reads=match_reads)
+        ids, imp = api.integrated_gradients(model, st, device=device, steps=steps,
+                                            covariates=covs, match_reads=match_reads)
+    elif method == "occlusion":
+        _check_model(model, "regression", "classification")
+        ids, imp = api.occlusion_importance(model, st, device=device, covariates=covs,
+                                            match_reads=match_reads)
     else:
-        ids, imp = api.attention_importance(model, sample_table(table, sequences),
-                                                  device=device, covariates=_covariates(covariates),
-                                                  match_reads=match_reads)
+        ids, imp = api.attention_importance(model, st, device=device, covariates=covs,
+                                            match_reads=match_reads)
     df = pd.DataFrame({"importance": imp}, index=pd.Index(ids, name="feature"))
     return df.sort_values("importance", ascending=False)

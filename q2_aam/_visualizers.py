@@ -8,13 +8,11 @@ import numpy as np
 import pandas as pd
 import q2templates
 
-from aam_engine.api import (ModelBundle, accuracy, constant_fraction, distance_scores,
-                            history_tsv, macro_f1, mae, r2_score)
+from aam_engine.api import (REGRESSION_TIE, ModelBundle, accuracy, constant_fraction,
+                            distance_scores, history_tsv, macro_f1, mae, r2_score)
 
 # package data beside this module (pkg_resources is deprecated in current setuptools)
 TEMPLATES = str(Path(__file__).resolve().parent / "assets" / "summarize")
-# regression predictions closer than this many target sds count as "the same value"
-REGRESSION_TIE = 0.01
 
 
 def _pyplot():
@@ -117,7 +115,10 @@ def summarize(output_dir: str, model: ModelBundle) -> None:
                         "(what training fits)", "unifrac-r2.png"))
     const = None
     heads = model.extra.get("cross_fitted_heads", 0)
-    held_out = (f"out of fold: each of {len(val.get('true', []))} samples by the one of "
+    folds = max(model.extra.get("folds") or [0]) + 1
+    held_out = (f"out of fold: each of {len(val.get('true', []))} samples by the stack fitted "
+                f"without its fold, one of {folds}" if model.extra.get("stack") else
+                f"out of fold: each of {len(val.get('true', []))} samples by the one of "
                 f"{heads} cross-fitted heads that never trained on it" if heads else
                 f"{len(val.get('true', []))} held-out samples")
     if model.task == "encoder" and val.get("pairs"):
@@ -182,16 +183,36 @@ METRICS = {"classification": (("accuracy", "accuracy"), ("macro_f1", "macro F1")
                               ("const", "predictions equal to the most common one")),
            "regression": (("mae", "MAE"), ("r2", "R²"),
                           ("const", "predictions at the most common value"))}
+COMPONENT_NAMES = {"linear": "L2 linear model", "forest": "random forest", "clr": "CLR abundances",
+                   "relative": "relative abundances",
+                   "composition": "the encoder's ASV vectors, abundance-weighted"}
+
+
+def component_label(name: str) -> str:
+    if name == "heads":
+        return "AAM prediction heads"
+    learner, _, block = name.partition(":")
+    return f"{COMPONENT_NAMES[learner]} on {COMPONENT_NAMES[block]} ({name})"
+
+
+def _fmt(key, v):
+    return f"{v:.0%}" if key == "const" else f"{v:.3f}"
 
 
 def _comparison(model: ModelBundle) -> dict:
-    """The fit's comparison with the baselines (compare_baselines): a table and its verdict."""
+    """The fit's out-of-fold report (a stack: every component, the stack, the stack without
+    its encoder components, with intervals over groups, and the verdict), or the comparison
+    with the baselines of a model of format 2.6 or older."""
+    if model.task not in METRICS:
+        return {"comparison": None}
+    rep = model.extra.get("stack")
+    if rep:
+        return {"comparison": _stack_table(model, rep)}
     base = model.extra.get("baselines")
-    if not base or model.task not in METRICS:
+    if not base:
         return {"comparison": None}
     cols = METRICS[model.task]
-    fmt = lambda k, v: f"{v:.0%}" if k == "const" else f"{v:.3f}"
-    rows = [(label, [fmt(k, base[key][k]) for k, _ in cols]) for key, label in BASELINE_ROWS
+    rows = [(label, [_fmt(k, base[key][k]) for k, _ in cols]) for key, label in BASELINE_ROWS
             if key in base]
     how = ("each sample predicted by the fit (of each model) that did not see it, on the same "
            "folds" if base.get("cross_fitted") else "the same held-out validation samples")
@@ -199,3 +220,23 @@ def _comparison(model: ModelBundle) -> dict:
                            "verdict": base["verdict"],
                            "caption": f"AAM against two baselines ({base['samples']} samples; "
                                       f"{how})"}}
+
+
+def _stack_table(model, rep) -> dict:
+    cols = METRICS[model.task]
+    main = dict(cols)[rep["metric"]]
+    interval = lambda s: "{:.3f} to {:.3f}".format(*s["interval"]) if np.isfinite(
+        s["interval"]).all() else "(too few groups)"
+    row = lambda label, s, w: (label, [w, interval(s)] + [_fmt(k, s[k]) for k, _ in cols])
+    weights = rep.get("weights", {})
+    rows = [row("the stack (what the model predicts with)", rep["stack"], "")]
+    if "without_encoder" in rep:
+        rows.append(row("the stack without its encoder components", rep["without_encoder"], ""))
+    for name, s in rep["components"].items():
+        w = f"{weights[name]:.2f}" if name in weights else "not in the stack (baseline)"
+        rows.append(row(component_label(name), s, w))
+    return {"header": ["stack weight", f"{main} 95% interval"] + [c for _, c in cols],
+            "rows": rows, "verdict": rep["verdict"],
+            "caption": f"Out-of-fold scores: each of {rep['samples']} samples predicted by "
+                       f"fits that never saw it ({rep['groups']} groups; intervals resample "
+                       "whole groups)"}

@@ -13,7 +13,7 @@ from q2_types.tree import Phylogeny, Rooted
 from qiime2.plugin import (Bool, Citations, Float, Int, List, Metadata, MetadataColumn, Categorical,
                            Numeric, Plugin, Range, Str, Choices, Visualization)
 
-from aam_engine.data.reads import MIN_OVERLAP
+from aam_engine.data.reads import MIN_CONTAINED
 
 from . import __version__
 from ._formats import (AAMCardJSONFormat, AAMConfigFormat, AAMHistoryDirFmt, AAMHistoryFormat,
@@ -71,11 +71,15 @@ IN_DESC = {
     "encoder": "A pretrained encoder from `pretrain` to fine-tune (its sizes are used).",
 }
 GROUPS_PARAM = {"validation_groups": MetadataColumn[Categorical]}
-GROUPS_DESC = {"validation_groups": "Column grouping repeated samples (e.g. host_subject_id): "
-                                    "whole groups go to the validation side, so one subject "
-                                    "never straddles training and validation."}
-COV_DESC = {"covariates": "Categorical metadata columns fed to the model beside the ASVs "
-                          "(values unseen in training are treated as unknown)."}
+GROUPS_DESC = {"validation_groups": "The independent unit of your samples: the column whose "
+                                    "value samples share when they are not independent (the "
+                                    "subject sampled over time, the cage whose mice share "
+                                    "microbes, the family). Folds and validation keep each "
+                                    "unit whole, so no unit straddles training and "
+                                    "validation and the reported scores are for new units; "
+                                    "intervals resample units."}
+COV_DESC = {"covariates": "Categorical metadata columns fed to every component beside the "
+                          "ASVs, one-hot (values unseen in training are treated as unknown)."}
 HIST_OUT = ("history", AAMTrainingHistory)
 HIST_DESC = "Per-epoch training and validation metrics (view with `qiime metadata tabulate`)."
 
@@ -161,10 +165,13 @@ for kind, col_type, extra, out_type, func, example in (
 PRED_PARAMS = {"covariates": Metadata, "device": TRAIN["device"][0], "match_reads": Bool}
 PRED_DESC = {**COV_DESC, "device": TRAIN["device"][2],
              "match_reads": "Read an ASV that is another trim of one of the model's training "
-                            "reads (another primer trim or truncation length: the two agree "
-                            f"base for base over at least {MIN_OVERLAP:.0%} of the shorter read) "
-                            "as that training read; other ASVs are read as they are. False: "
-                            "read every ASV as it is."}
+                            "reads (another primer trim, truncation length or primers left "
+                            "on: one read contains the other base for base, the shorter at "
+                            f"least {MIN_CONTAINED:.0%} of the longer) as that training read; "
+                            "one contained in several training reads (its trim cut what told "
+                            "them apart) is ambiguous and read as it is, like every other "
+                            "ASV. How many were matched, ambiguous and new goes to stderr "
+                            "(--verbose). False: read every ASV as it is."}
 plugin.methods.register_function(
     function=predict_regression,
     inputs={"model": AAMModel[SequenceRegressor], "table": T_TABLE,
@@ -224,17 +231,25 @@ plugin.methods.register_function(
     inputs={"model": AAMModel[SequenceEncoder | SequenceRegressor | SequenceClassifier],
             "table": T_TABLE, "sequences": FeatureData[Sequence]},
     parameters={**PRED_PARAMS,
-                "method": Str % Choices(["integrated_gradients", "attention"]),
+                "method": Str % Choices(["auto", "occlusion", "integrated_gradients",
+                                         "attention"]),
                 "steps": Int % Range(2, None)},
     outputs=[("importance", FeatureData[Importance])],
-    input_descriptions={"model": "A fitted AAM model (integrated gradients need a regressor "
-                                 "or classifier; attention works for any model).",
+    input_descriptions={"model": "A fitted AAM model (occlusion and integrated gradients "
+                                 "need a regressor or classifier; attention works for any "
+                                 "model).",
                         "table": IN_DESC["table"], "sequences": SEQ_DESC},
     parameter_descriptions={**PRED_DESC,
-                            "method": "'integrated_gradients': attribution of each prediction "
-                                      "to each ASV, from the ASV removed to as observed; "
-                                      "'attention': how much the sample encoder attends to "
-                                      "each ASV.",
+                            "method": "'occlusion': how far the model's prediction (the "
+                                      "predicted class's probability, or the value) moves "
+                                      "when the ASV is removed from a sample: the whole "
+                                      "stack, forests included; 'integrated_gradients': "
+                                      "attribution of the heads' prediction to each ASV, "
+                                      "from the ASV removed to as observed (models whose "
+                                      "stack is their heads); 'attention': how much the "
+                                      "sample encoder attends to each ASV; 'auto': "
+                                      "occlusion for a stack, integrated gradients for "
+                                      "heads alone, attention for an encoder.",
                             "steps": "Integration steps for integrated gradients."},
     output_descriptions={"importance": "Mean importance of each feature over the table's "
                                        "samples (0 for features absent from them)."},

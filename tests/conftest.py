@@ -53,8 +53,22 @@ def pytest_addoption(parser):
 
 @pytest.fixture(scope="session")
 def learning_rate(request):
-    """The learning rate of the learning tests: the default, or ~0 under --untrained."""
-    return 1e-12 if request.config.getoption("--untrained") else 1e-3
+    """The learning rate of the learning tests: the default, or ~0 under --untrained, where
+    the stack's learners also learn nothing (each predicts the class it saw most, or the mean
+    value: the constant learner of aam_engine.fit.estimators)."""
+    if not request.config.getoption("--untrained"):
+        return 1e-3
+    from aam_engine.fit import components, estimators
+
+    def nothing(X, y, n_classes, *args):
+        if n_classes:
+            y = np.full(len(y), np.bincount(y).argmax())
+        return estimators.constant(y, np.asarray(X).shape[1], n_classes)
+    patch = pytest.MonkeyPatch()
+    for name in components.LEARNERS:
+        patch.setitem(components.LEARNERS, name, nothing)
+    request.addfinalizer(patch.undo)
+    return 1e-12
 
 
 @pytest.fixture

@@ -38,10 +38,10 @@ class ReadMatch:
 
     def summary(self) -> str:
         n = len(self.index)
-        return (f"reads: {n} in the table; {self.same} are training reads, {self.trimmed} "
-                f"other trims of one (read as it), {self.ambiguous} ambiguous (contained in "
-                f"several training reads; read as they are), {self.new} new (read as they "
-                "are by the encoder)")
+        return (f"reads: {n} in the table: {self.same} training reads, {self.trimmed} other "
+                f"trims of a training read (read as that read), {self.ambiguous} ambiguous "
+                f"(inside several training reads: read as they are), {self.new} new (read "
+                "as they are by the encoder)")
 
     def counts(self) -> dict:
         return {"reads": len(self.index), "same": self.same, "trimmed": self.trimmed,

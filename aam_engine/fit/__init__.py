@@ -36,7 +36,9 @@ from .components import cross_fit
 from .report import fit_report
 from .stack import cross_fitted_stack, stack_weights
 
-# what a fit compares itself with when its stack has no component without the encoder
+# what a fit compares itself with (compare_baselines): the classic L2 model on CLR
+# abundances and a forest, fitted on the same folds for the report only where the stack
+# does not hold them
 BASELINE_COMPONENTS = ("linear:clr", "forest:relative")
 MIN_HEAD_FOLDS = 3          # head k needs a fold to learn from beside folds k and k + 1
 
@@ -57,7 +59,7 @@ def fit(table, targets: dict, task: str, model_cfg, train_cfg, encoder: ModelBun
     if not data.frozen:
         return whole_model(data, encoder, dirs)
     feats = features(data, encoder)
-    runs, model, history, run = components(data, feats, encoder, dirs)
+    runs, model, history, run = fit_components(data, feats, encoder, dirs)
     stack, rep = fit_stack(data, runs)
     return outputs(data, encoder, model, history, run, stack, rep)
 
@@ -83,10 +85,11 @@ def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
     if not model_cfg.freeze_base:
         return None
     if options.has_distances:
-        from ..api import pretrain
-        return pretrain(table, model_cfg, train_cfg, groups=groups,
-                        options=dataclasses.replace(options, checkpoint_dir=dirs.sub(
-                            "pretrain").checkpoint_dir, log_dir=dirs.sub("pretrain").log_dir))
+        from ..pretraining import pretrain_encoder
+        sub = dirs.sub("pretrain")
+        return pretrain_encoder(table, model_cfg, train_cfg, groups=groups,
+                                options=dataclasses.replace(options, log_dir=sub.log_dir,
+                                                            checkpoint_dir=sub.checkpoint_dir))
     if model_cfg.shipped_encoder:
         from ..pretrained import default_encoder
         return default_encoder()
@@ -149,6 +152,10 @@ def inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
     units = np.array([str(groups[s]) for s in table.sample_ids] if groups is not None
                      else table.sample_ids)
     folds = fold_ids(table.sample_ids, K, train_cfg.random_seed, groups) if K > 1 else None
+    if groups is not None and model_cfg.head_spectrum == "auto":
+        # a model for new subjects: the spectrum tells a subject's own ASVs apart, which cost
+        # unseen subjects (bench/results history: docs/experiments.md)
+        model_cfg = dataclasses.replace(model_cfg, head_kmer_size=0)
     model_cfg = resolve_sizes(model_cfg, table, task=task, ensemble=K,
                               n_outputs=len(enc["classes"]) if task == "classification" else 1,
                               covariate_sizes=[len(v) for v in levels.values()],
@@ -173,7 +180,7 @@ def features(data: FitInputs, encoder) -> dict:
 
 
 # ---------------------------------------------------------------------------- components
-def components(data: FitInputs, feats: dict, encoder, dirs):
+def fit_components(data: FitInputs, feats: dict, encoder, dirs):
     """{component name: CrossFit} for the stack's components (and, for the report only, the
     baselines where the stack has none), and the model: the trained heads where they are a
     component, else the encoder with no heads, with its history and run summary."""
@@ -184,8 +191,9 @@ def components(data: FitInputs, feats: dict, encoder, dirs):
         wanted = [w for w in wanted if w != (HEADS, "")]
     data.model_cfg = dataclasses.replace(
         data.model_cfg, stack=",".join(HEADS if l == HEADS else f"{l}:{b}" for l, b in wanted))
-    if data.train_cfg.compare_baselines and all(reads_encoder(*w) for w in wanted):
-        wanted += [tuple(c.split(":")) for c in BASELINE_COMPONENTS]
+    if data.train_cfg.compare_baselines:
+        wanted += [b for b in (tuple(c.split(":")) for c in BASELINE_COMPONENTS)
+                   if b not in wanted]
     runs, model, history, run = {}, None, [], {}
     seed = data.train_cfg.random_seed
     for learner, block in wanted:
@@ -250,7 +258,7 @@ def outputs(data: FitInputs, encoder, model, history, run, stack, rep) -> ModelB
     ids = list(data.table.sample_ids)
     extra = {**run, "n_samples": data.table.n_samples, "n_features": data.table.n_features,
              "train_samples": ids, "validation_samples": ids,
-             "folds": data.folds.tolist(), "cross_fitted_heads": 0,
+             "folds": data.folds.tolist(), "cross_fitted_heads": head_count(data.model_cfg),
              "stack": rep, "pretrained_encoder": encoder is not None}
     from ..data.reads import known_reads
     extra["reads"] = known_reads(data.table)

@@ -80,6 +80,12 @@ def fit_report(y, oof: dict, stack_oof, plain_oof, n_classes: int, decode, group
     return rep
 
 
+def signed(x: float) -> str:
+    """A difference as people read it: 3 significant digits, no -0 or 1e-09 noise."""
+    x = round(float(x), 6)
+    return f"{x + 0.0:+.3g}" if np.isfinite(x) else "nan"
+
+
 def verdict(rep: dict) -> str:
     metric = "macro F1" if rep["metric"] == "macro_f1" else "MAE"
     fmt = lambda s: f"{s[rep['metric']]:.3g}"
@@ -91,12 +97,13 @@ def verdict(rep: dict) -> str:
             f"Out of fold, on {rep['samples']} samples in {rep['groups']} groups, the stack "
             f"{word(vs)} its best component without the encoder ({best}): {metric} "
             f"{fmt(rep['stack'])} against {fmt(rep['components'][best])} (difference "
-            f"{vs['difference']:+.3g}, 95% interval {lo:+.3g} to {hi:+.3g} over groups).")
+            f"{signed(vs['difference'])}, 95% interval {signed(lo)} to {signed(hi)} over "
+            "groups).")
     if "encoder_contribution" in rep:
         ec = rep["encoder_contribution"]
         lo, hi = ec["interval"]
         lines.append(f"The encoder's contribution (the stack against the same stack without "
                      f"its encoder components, {metric} {fmt(rep['without_encoder'])}): "
-                     f"{ec['difference']:+.3g} (95% interval {lo:+.3g} to {hi:+.3g}).")
+                     f"{signed(ec['difference'])} (95% interval {signed(lo)} to {signed(hi)}).")
     return " ".join(lines) or (f"Out of fold, {metric} {fmt(rep['stack'])} on "
                                f"{rep['samples']} samples.")

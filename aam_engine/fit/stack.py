@@ -1,8 +1,10 @@
 """The stacker: how much each component's predictions count.
 
-Non-negative weights that sum to 1, fitted to the components' out-of-fold predictions
-(log loss of the weighted mean of class probabilities; squared error of the weighted mean of
-values).  ``cross_fitted_stack`` gives the stack's own out-of-fold predictions: fold k's are
+Non-negative weights that sum to 1, fitted to the components' out-of-fold predictions: the
+Brier score of the weighted mean of class probabilities (a proper score that an
+over-confident component, as a linear model on few groups often is, does not swamp the way
+it swamps the log loss: bench/results/components-dev.md), the squared error of the weighted
+mean of values.  ``cross_fitted_stack`` gives the stack's own out-of-fold predictions: fold k's are
 weighted by weights fitted on the other folds, so the stack's score is as honest as its
 components'.
 """
@@ -15,8 +17,8 @@ def stack_loss(P, y, n_classes: int):
     """loss(w) of the weighted mean of predictions P [K, n(, C)] against y."""
     P = np.asarray(P, float)
     if n_classes:
-        picked = P[:, np.arange(len(y)), np.asarray(y, np.int64)]        # [K, n]
-        return lambda w: -np.mean(np.log(np.clip(w @ picked, 1e-6, None)))
+        onehot = np.eye(n_classes)[np.asarray(y, np.int64)]
+        return lambda w: float(np.mean(((np.tensordot(w, P, 1) - onehot) ** 2).sum(1)))
     return lambda w: float(np.mean((w @ P - y) ** 2))
 
 

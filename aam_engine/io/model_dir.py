@@ -103,7 +103,7 @@ def _atomic_dir(target: Path):
 
 
 def history_tsv(history: list[dict]) -> str:
-    keys = []
+    keys = ["epoch"] if not history else []
     for rec in history:
         keys += [k for k in rec if k not in keys]
     lines = ["\t".join(keys)]
@@ -377,7 +377,7 @@ def check_stack(cfg: dict, names: set):
             raise ValueError(f"{WEIGHTS} holds stack tensors but config.json describes no stack")
         return
     try:
-        from ..stacked import Stack, parse
+        from ..stacked import parse
         parse([c["name"] for c in spec["components"]])
         n = len(spec["components"])
         if len(spec["weights"]) != n or not all(w >= 0 for w in spec["weights"]):

@@ -1,6 +1,6 @@
-"""Cross-fitted heads (ensemble): K-fold folds by group, each head learning only from the
-other folds, out-of-fold validation predictions, averaged predictions, and model files of the
-single-head format read as before."""
+"""The heads as a component of the stack (stack='heads'): K folds by group, head k learning
+only outside its own fold and the fold it stops on, out-of-fold predictions, averaged
+predictions."""
 
 import numpy as np
 import pytest
@@ -37,20 +37,20 @@ def crossfit(example):
                        distances=(table.sample_ids, dist))
     groups = md["subject"].to_dict()
     model = api.fit(table, md["age"].astype(float).to_dict(), "regression",
-                    ModelConfig(**SIZE, ensemble=3), TrainConfig(epochs=6, progress=False),
-                    encoder=enc, groups=groups)
+                    ModelConfig(**SIZE, ensemble=3, stack="heads"),
+                    TrainConfig(epochs=6, progress=False), encoder=enc, groups=groups)
     return table, md, enc, groups, model
 
 
 def test_each_sample_is_validated_by_the_head_that_never_trained_on_it(crossfit):
     table, md, enc, groups, model = crossfit
     assert model.model_config.ensemble == 3 and model.extra["cross_fitted_heads"] == 3
+    assert model.extra["stack"]["weights"] == {"heads": 1.0}
     val = model.extra["validation"]
     assert sorted(val["sample_ids"]) == sorted(table.sample_ids)   # every sample, once
-    from aam_engine.inference import run_model
-    net, builder, dev = api.inference_setup(model, table, "cpu")
-    per_head = api.decode_regression(model.target, run_model(net, builder,
-                                     np.arange(table.n_samples), dev, key="head_predictions"))
+    inf = api.inference_setup(model, table, "cpu")
+    per_head = api.decode_regression(model.target, api.run_model(
+        inf.model, inf.builder, np.arange(table.n_samples), inf.device, key="head_predictions"))
     folds = fold_ids(table.sample_ids, 3, model.train_config.random_seed, groups)
     oof = dict(zip(table.sample_ids, per_head[np.arange(table.n_samples), folds]))
     assert np.allclose(val["predicted"], [oof[s] for s in val["sample_ids"]], atol=1e-4)
@@ -60,13 +60,14 @@ def test_each_sample_is_validated_by_the_head_that_never_trained_on_it(crossfit)
     assert np.ptp(per_head, axis=1).max() > 1e-3
 
 
-def test_a_head_gets_no_gradient_from_its_own_fold(example):
-    """The loss of a batch that holds only fold-0 samples moves heads 1 and 2, never head 0."""
+def test_a_head_gets_no_gradient_from_its_own_fold_or_the_one_it_stops_on(example):
+    """The loss of a batch that holds only fold-0 samples moves head 1 only: never head 0
+    (which scores fold 0) nor head 2 (which stops early on fold 0)."""
     from aam_engine.data import BatchBuilder
     from aam_engine.models import AAM
     from aam_engine.training import TaskData, Trainer
     table, dist, md = example
-    cfg = ModelConfig(task="regression", max_bp=60, ensemble=3, **SIZE)
+    cfg = ModelConfig(task="regression", max_bp=60, ensemble=3, stack="heads", **SIZE)
     y = md["age"].astype(float).to_numpy(np.float32)
     folds = fold_ids(table.sample_ids, 3, 0, md["subject"].to_dict())
     rows = np.arange(table.n_samples)
@@ -78,9 +79,10 @@ def test_a_head_gets_no_gradient_from_its_own_fold(example):
     total.backward()
     grad = lambda k: sum(float(p.grad.abs().sum()) for p in trainer.model.heads[k].parameters()
                          if p.grad is not None)
-    assert grad(0) == 0 and grad(1) > 0 and grad(2) > 0
-    # and validation scores fold-0 samples with head 0 only
-    assert trainer.evaluate(rows)["val_target"] > 0
+    assert grad(0) == 0 and grad(1) > 0 and grad(2) == 0
+    # each head is monitored on its stopping fold; every row is scored by its own fold's head
+    ev = trainer.evaluate(rows)
+    assert ev["val_target"] > 0 and len(ev["val_head_targets"]) == 3
 
 
 def test_a_model_trained_whole_has_one_head(example):
@@ -93,33 +95,22 @@ def test_a_model_trained_whole_has_one_head(example):
 
 
 
-def test_heads_with_and_without_the_kmer_spectrum_lower_held_out_loss_kept(crossfit, tmp_path):
-    """On a frozen encoder and samples not grouped by subject, the heads are fitted reading the
-    k-mer spectrum and not; the model kept is the one with the lower out-of-fold loss, and
-    that loss is exactly what fitting the same heads on their own gives.  With groups (a model
-    for new subjects) the heads read it only with head_spectrum='always'."""
+def test_heads_read_the_kmer_spectrum_only_for_samples_not_grouped(crossfit, tmp_path):
+    """With groups (a model for new subjects) the heads read the k-mer spectrum only with
+    head_spectrum='always'; without groups they read it, and the model reads back from its
+    files predicting the same."""
     table, md, enc, groups, grouped = crossfit
-    assert grouped.model_config.head_kmer_size == 0 and "head_choice" not in grouped.extra
+    assert grouped.model_config.head_kmer_size == 0
     fit = lambda groups=None, **kw: api.fit(
         table, md["age"].astype(float).to_dict(), "regression",
-        ModelConfig(**SIZE, ensemble=3, **kw), TrainConfig(epochs=6, progress=False),
-        encoder=enc, groups=groups)
-    always = fit(groups, head_spectrum="always")
-    assert always.model_config.head_kmer_size == 6 and "head_choice" not in always.extra
+        ModelConfig(**SIZE, ensemble=3, stack="heads", **kw),
+        TrainConfig(epochs=2, progress=False), encoder=enc, groups=groups)
+    assert fit(groups, head_spectrum="always").model_config.head_kmer_size == 6
     model = fit()
-    choice = model.extra["head_choice"]
-    losses = choice["validation_loss"]
-    assert set(losses) == {"6", "0"} and all(np.isfinite(v) for v in losses.values())
-    kept = min(losses, key=losses.get)
-    assert choice["head_kmer_size"] == model.model_config.head_kmer_size == int(kept)
-    assert model.extra["validation_loss"] == losses[kept]
-    alone = fit(head_kmer_size=0)
-    assert "head_choice" not in alone.extra
-    assert alone.extra["validation_loss"] == pytest.approx(losses["0"], rel=1e-5)
+    assert model.model_config.head_kmer_size == 6
     write_model_dir(model, tmp_path / "m")
     assert np.allclose(api.predict(read_model_dir(tmp_path / "m"), table)[1],
                        api.predict(model, table)[1], atol=1e-5)
-
 
 
 def test_set_sketch_belongs_to_the_encoder_and_survives_files(example, tmp_path):
@@ -158,7 +149,7 @@ def test_heads_on_a_frozen_encoder_train_on_trimmed_reads_with_read_trim(crossfi
         return cache, t2
     monkeypatch.setattr(T.Trainer, "_pick_views", spy)
     fit = lambda trim: api.fit(table, md["age"].astype(float).to_dict(), "regression",
-                               ModelConfig(**SIZE, ensemble=2),
+                               ModelConfig(**SIZE, ensemble=3, stack="heads"),
                                TrainConfig(epochs=2, progress=False, read_trim=trim),
                                encoder=enc, groups=groups)
     a, b, plain = fit(10), fit(10), fit(0)

@@ -19,7 +19,8 @@ from aam_engine.training import losses as L
 from aam_engine.training.distributed import gather_with_grad
 
 MC = ModelConfig(task="regression", embedding_dim=16, attention_heads=2, attention_layers=1,
-                 max_bp=40, token_limit=16, dropout=0.0, freeze_base=False)   # every weight trains
+                 max_bp=40, token_limit=16, dropout=0.0, freeze_base=False,   # every weight trains
+                 stack="heads")
 
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 
@@ -146,9 +147,11 @@ def test_api_devices_spawns_workers_and_returns_rank0_model(example):
     kw = dict(epochs=2, learning_rate=1e-3, nuc_penalty=0, progress=False,
               validation_fraction=0.2, warmup_steps=0, random_seed=4, device="cpu")
     two = api.fit(table, md["age"].to_dict(), "regression", mc,
-                  TrainConfig(batch_size=4, devices=2, **kw), distances=(table.sample_ids, dist_m))
+                  TrainConfig(batch_size=4, devices=2, **kw),
+                  options=api.Options(distances=(table.sample_ids, dist_m)))
     one = api.fit(table, md["age"].to_dict(), "regression", mc,
-                  TrainConfig(batch_size=8, devices=1, **kw), distances=(table.sample_ids, dist_m))
+                  TrainConfig(batch_size=8, devices=1, **kw),
+                  options=api.Options(distances=(table.sample_ids, dist_m)))
     for k, v in one.state_dict.items():
         torch.testing.assert_close(two.state_dict[k], v, atol=1e-5, rtol=1e-4)
     assert two.extra["validation"]["sample_ids"] == one.extra["validation"]["sample_ids"]

@@ -82,7 +82,7 @@ def test_every_engine_module_imports_alone_in_a_fresh_interpreter():
 
 
 @pytest.mark.parametrize("name", ["aam_engine.api", "aam_engine.config", "aam_engine.metrics",
-                                  "aam_engine.baselines", "aam_engine.io.model_dir"])
+                                  "aam_engine.io.model_dir"])
 def test_what_the_plugin_loads_at_start_up_does_not_import_torch(name):
     r = subprocess.run([sys.executable, "-c", f"import sys, {name}; "
                         "print('torch' in sys.modules)"], capture_output=True, text=True,

@@ -3,7 +3,8 @@ samples (unseen subjects) are predicted clearly better than a constant and than 
 untrained, and pretraining improves the learned part's fit of UniFrac on samples it never saw
 over its own initial state.  Tiny model, seconds each; only the model size and epochs differ
 from the engine's defaults.  `pytest tests/engine/test_learning.py --untrained` switches
-training off (learning rate 1e-12): every test here must then fail."""
+training off (learning rate 1e-12, and every learner of the stack predicts what it was given
+the most of, as if it had learnt nothing): every test here must then fail (CI checks it)."""
 import warnings
 
 import numpy as np
@@ -21,9 +22,9 @@ SIZE = dict(embedding_dim=32, attention_heads=2, attention_layers=1, token_limit
 def learned_r2(enc, table, dist, ids):
     """Held-out R² of the encoder's LEARNED part (without the ASV-set sketch, which needs no
     training): offset + Euclidean distance of the learned embeddings against UniFrac."""
-    from aam_engine.inference import run_model
-    model, builder, dev = api.inference_setup(enc, table.subset(ids), "cpu")
-    emb = run_model(model, builder, np.arange(len(ids)), dev, key="learned_embedding")
+    inf = api.inference_setup(enc, table.subset(ids), "cpu")
+    emb = api.run_model(inf.model, inf.builder, np.arange(len(ids)), inf.device,
+                        key="learned_embedding")
     ix = table.index_of(ids)
     return distance_r2(emb, dist[np.ix_(ix, ix)], api.distance_offset(enc, learned=True))
 
@@ -74,8 +75,8 @@ def test_classifier_beats_the_majority_class_on_unseen_subjects(planted, learnin
     ids, labels, probs, classes = _fit(planted, "group", "classification", learning_rate, enc)
     truth = np.array([md["group"][s] for s in ids])
     acc = np.mean(np.array(labels) == truth)
-    # (heads fitted on the encoder as initialised reach 0.97 here: the planted signal is
-    # readable from k-mer profiles; what must learn is the heads, and --untrained stops them)
+    # (the planted signal is readable from the abundances and from k-mer profiles: what must
+    # learn here is the stack's learners, and --untrained stops them)
     majority = max(np.mean(truth == c) for c in classes)
     assert acc > majority + 0.1
     assert max(np.mean(np.array(labels) == c) for c in classes) < 0.9       # not a constant

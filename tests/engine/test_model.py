@@ -11,11 +11,12 @@ from aam_engine.training import losses as L
 
 TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60, token_limit=24,
             dropout=0.0)
+HEADS = {"stack": "heads"}       # a predictor that is its heads (these tests are the network's)
 
 
 def tiny(task="encoder", **kw):
     torch.manual_seed(0)
-    return AAM(ModelConfig(task=task, **{**TINY, **kw}))
+    return AAM(ModelConfig(task=task, **{**TINY, **(HEADS if task != "encoder" else {}), **kw}))
 
 
 def batch_tensors(example, rows=(0, 1, 2, 3), mask_ratio=0.0, **kw):
@@ -117,7 +118,8 @@ def test_encoder_weights_transfer():
     reg.load_encoder_from(enc)
     torch.testing.assert_close(reg.asv.tok.weight, enc.asv.tok.weight)
     with pytest.raises(ValueError, match="sizes"):
-        AAM(ModelConfig(task="regression", **{**TINY, "embedding_dim": 8})).load_encoder_from(enc)
+        AAM(ModelConfig(task="regression", **{**TINY, **HEADS, "embedding_dim": 8})
+            ).load_encoder_from(enc)
 
 
 @pytest.mark.parametrize("bad,match", [

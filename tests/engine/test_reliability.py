@@ -104,7 +104,7 @@ def test_unseen_covariate_levels_and_new_features_at_prediction(example):
     table, _, md = example
     model = api.fit(table, md["age"].to_dict(), "regression", MC,
                     TrainConfig(epochs=1, progress=False),
-                    covariates={"group": md["group"].to_dict()})
+                    options=api.Options(covariates={"group": md["group"].to_dict()}))
     rng = np.random.default_rng(1)
     new_seqs = ["".join(rng.choice(list("ACGT"), 60)) for _ in range(12)]
     new = SampleTable.from_arrays(rng.integers(0, 50, size=(5, 12)) + 1, [f"n{i}" for i in range(5)],

@@ -16,6 +16,7 @@ from aam_engine.data import (BatchBuilder, PartDistances, SampleTable, load_biom
 from aam_engine.data.batching import MIN_TRIMMED_BP, trim_reads
 from aam_engine.data.tokenizer import PAD, START, tokenize
 from aam_engine.training.losses import pairwise_loss
+from aam_engine.inputs import resolve_distances
 
 from ..conftest import shared_data
 
@@ -143,7 +144,7 @@ def test_pretrain_on_studies_with_trees_of_their_own():
     table, study = merge_tables(parts, ["sleep-apnea", "pd-mice"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _, dist = api.resolve_distances(table, tree=trees)
+        _, dist = resolve_distances(table, tree=trees)
     block = dist.block(np.arange(table.n_samples))
     same = np.array([[study[a] == study[b] for b in table.sample_ids] for a in table.sample_ids])
     assert np.isfinite(block[same]).all() and np.isnan(block[~same]).all()

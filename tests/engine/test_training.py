@@ -11,8 +11,9 @@ from aam_engine.io import read_model_dir, write_model_dir
 from aam_engine.models import AAM
 from aam_engine.training import TaskData, Trainer
 
+# the network's own tests: predictors that are their heads (the stack: test_stack.py)
 MC = dict(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=60, token_limit=24,
-          dropout=0.0)
+          dropout=0.0, stack="heads")
 
 
 def tc(**kw):
@@ -58,8 +59,8 @@ def _strip(hist):
 def test_resume_matches_uninterrupted(example, tmp_path, monkeypatch):
     table, dist, md = example
     targets = md["age"].to_dict()
-    kw = dict(distances=(table.sample_ids, dist))
-    full = api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4), **kw)
+    opts = lambda **kw: api.Options(distances=(table.sample_ids, dist), **kw)
+    full = api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4), options=opts())
     ck = tmp_path / "ck"
     real_epoch = Trainer.train_epoch
 
@@ -69,14 +70,14 @@ def test_resume_matches_uninterrupted(example, tmp_path, monkeypatch):
         return real_epoch(self, epoch, bar)
     monkeypatch.setattr(Trainer, "train_epoch", crash_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4), checkpoint_dir=ck,
-                **kw)
+        api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4),
+                options=opts(checkpoint_dir=ck))
     monkeypatch.setattr(Trainer, "train_epoch", real_epoch)
     # no encoder + distances: fit pretrains one first; the crash hit that stage
     assert (ck / "pretrain" / "last.pt").exists() and not (ck / "head").exists()
     # the same command again resumes at epoch 3 from the last checkpoint
     resumed = api.fit(table, targets, "regression", mc(dropout=0.1), tc(epochs=4),
-                      checkpoint_dir=ck, **kw)
+                      options=opts(checkpoint_dir=ck))
     assert _strip(resumed.history) == _strip(full.history)
     for k, v in full.state_dict.items():
         torch.testing.assert_close(resumed.state_dict[k], v)
@@ -85,7 +86,7 @@ def test_resume_matches_uninterrupted(example, tmp_path, monkeypatch):
 def test_save_load_roundtrip_identical_predictions(example, tmp_path):
     table, _, md = example
     clf = api.fit(table, md["group"].to_dict(), "classification", mc(), tc(epochs=1),
-                  covariates={"subject": md["subject"].to_dict()})
+                  options=api.Options(covariates={"subject": md["subject"].to_dict()}))
     write_model_dir(clf, tmp_path / "m")
     back = read_model_dir(tmp_path / "m")
     cov = {"subject": md["subject"].to_dict()}
@@ -199,7 +200,8 @@ def test_missing_targets_ignored_when_asked(example):
     targets = md["age"].to_dict()
     for s in table.sample_ids[:5]:
         del targets[s]
-    reg = api.fit(table, targets, "regression", mc(), tc(epochs=1), missing_samples="ignore")
+    reg = api.fit(table, targets, "regression", mc(), tc(epochs=1),
+                  options=api.Options(missing_samples="ignore"))
     assert reg.extra["n_samples"] == table.n_samples - 5
 
 

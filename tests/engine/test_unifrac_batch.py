@@ -56,7 +56,8 @@ def test_training_from_a_tree_never_builds_the_whole_matrix(example_paths, monke
     for m in UNIFRAC_METRICS:
         monkeypatch.setattr(unifrac, m, lambda *a, **k: pytest.fail("n x n UniFrac computed"))
     table = load_biom(example_paths["table"], read_fasta(example_paths["sequences"]))
-    _, src = api.resolve_distances(table, tree=example_paths["tree"])
+    from aam_engine.inputs import resolve_distances
+    _, src = resolve_distances(table, tree=example_paths["tree"])
     assert isinstance(src, BatchUniFrac)
     enc = api.pretrain(table, ModelConfig(embedding_dim=8, attention_heads=2,
                                           attention_layers=1, token_limit=16),

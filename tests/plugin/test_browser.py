@@ -147,21 +147,26 @@ def test_encoder_summary_shows_the_distance_fit(pages):
 def test_checker_catches_a_missing_image_and_a_broken_link(browser, pages, tmp_path):
     """The check itself can fail: remove an image and the history TSV from a copy of a page."""
     page = tmp_path / "broken"
-    shutil.copytree(pages["summarize-regressor"], page)
-    (page / "validation.png").unlink()
+    shutil.copytree(pages["summarize-encoder"], page)
+    (page / "distances.png").unlink()
     (page / "history.tsv").unlink()
     problems = check_page(browser, page, tmp_path / "broken.png")
-    assert any("image does not load: validation.png" in p for p in problems), problems
+    assert any("image does not load: distances.png" in p for p in problems), problems
     assert any("broken link" in p and "history.tsv" in p for p in problems), problems
 
 
-def test_fit_summaries_compare_aam_with_both_baselines(browser, pages):
-    """The summary of a fitted model shows AAM, the random forest and the L2 linear model on
-    the same validation samples, with a verdict; an encoder's summary has no such table."""
+def test_fit_summaries_compare_the_stack_with_the_baselines(browser, pages):
+    """The summary of a fitted model shows the stack, its components and the baselines (an L2
+    model on CLR abundances, a forest) out of fold, with intervals, weights, the encoder's
+    contribution and a verdict; an encoder's summary has no such table."""
     for name in ("summarize-regressor", "summarize-classifier", "classify_samples-summary"):
         html = (pages[name] / "index.html").read_text()
         assert 'id="baselines"' in html and 'id="verdict"' in html, name
-        for label in ("AAM", "random forest", "L2 linear model"):
-            assert f"<th>{label}" in html, (name, label)
-        assert "On these" in html and "the best baseline" in html
+        for label in ("the stack (what the model predicts with)",
+                      "the stack without its encoder components",
+                      "L2 linear model on CLR abundances (linear:clr)",
+                      "random forest on the encoder",
+                      "not in the stack (baseline)", "95% interval"):
+            assert label in html, (name, label)
+        assert "Out of fold, on" in html and "encoder's contribution" in html
     assert 'id="baselines"' not in (pages["summarize-encoder"] / "index.html").read_text()

@@ -79,7 +79,7 @@ def test_regressor_flow_into_sample_classifier(aam, arts, encoder):
     assert str(viz.type) == "Visualization"
     summary, = aam.visualizers.summarize(model=model)
     files = {p.name for p in summary._archiver.data_dir.iterdir()}
-    assert {"index.html", "history.png", "validation.png"} <= files
+    assert {"index.html", "validation.png"} <= files      # a stack has no epochs to plot
 
 
 def test_classifier_flow_into_confusion_matrix(aam, arts):
@@ -234,12 +234,15 @@ def test_feature_importance_feeds_consumers(aam, arts):
     col = arts["md"].get_column("group")
     model, _ = aam.actions.fit_classifier(table=arts["table"], sequences=arts["sequences"],
                                           metadata=col, **TINY)
-    for method in ("integrated_gradients", "attention"):
+    for method in ("auto", "occlusion", "attention"):
         imp, = aam.actions.feature_importance(model=model, table=arts["table"],
                                               sequences=arts["sequences"], method=method, steps=4)
         assert str(imp.type) == "FeatureData[Importance]"
         df = imp.view(pd.DataFrame)
         assert list(df.columns) == ["importance"] and len(df) == 40 and (df["importance"] >= 0).all()
+    with pytest.raises(ValueError, match="use method 'occlusion'"):      # the heads' only
+        aam.actions.feature_importance(model=model, table=arts["table"],
+                                       sequences=arts["sequences"], method="integrated_gradients")
     top, = feature_table.methods.filter_features(
         table=arts["table"], metadata=qiime2.Metadata(df.head(10).rename_axis("feature-id")))
     assert top.view(pd.DataFrame).shape[1] == 10
@@ -269,8 +272,8 @@ def test_nan_targets_name_the_samples(aam, arts):
 
 
 def test_fit_starts_from_the_shipped_encoder_by_default(aam, arts):
-    """Given no encoder, phylogeny or distance matrix, the heads train on the shipped encoder
-    (its sizes), and the fit reports how it compares with both baselines."""
+    """Given no encoder, phylogeny or distance matrix, the stack reads the table through the
+    shipped encoder (its sizes), and the fit reports how it compares with the baselines."""
     from aam_engine import pretrained
     from aam_engine.io import ModelBundle
     model, _ = aam.actions.fit_regressor(table=arts["table"], sequences=arts["sequences"],
@@ -279,7 +282,9 @@ def test_fit_starts_from_the_shipped_encoder_by_default(aam, arts):
     assert bundle.extra["pretrained_encoder"] and bundle.model_config.freeze_base
     shipped = pretrained.card()["model"]
     assert {k: getattr(bundle.model_config, k) for k in shipped} == shipped
-    assert set(bundle.extra["baselines"]) >= {"aam", "rf_q2", "l2_linear", "verdict"}
+    rep = bundle.extra["stack"]
+    assert {"linear:clr", "forest:relative"} <= set(rep["components"])
+    assert rep["verdict"].startswith("Out of fold, on 24 samples in 24 groups")
 
 
 def test_freeze_base_without_encoder_trains_the_whole_model(aam, arts):

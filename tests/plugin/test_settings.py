@@ -73,7 +73,8 @@ def _non_default(name, default, meta):
         return [c for c in meta["choices"] if c != default][0]
     special = {"device": "cpu", "devices": 1, "precision": "fp32", "compile": False,
                "embedding_dim": 24, "attention_heads": 3, "token_limit": 48, "max_bp": 90,
-               "epochs": 1, "batch_size": 7, "validation_fraction": 0.25}
+               "epochs": 1, "batch_size": 7, "validation_fraction": 0.25,
+               "stack": "heads"}
     if name in special:
         return special[name]
     if isinstance(default, bool):
@@ -101,9 +102,9 @@ def test_every_parameter_reaches_the_trainer(plugin, action, task, monkeypatch):
         raise Caught()
 
     monkeypatch.setattr(training.Trainer, "__init__", capture)
-    from aam_engine import api
-    heads = api.cross_fit_heads   # a model trained whole (freeze_base False): ONE head
-    monkeypatch.setattr(api, "cross_fit_heads",
+    from aam_engine import fit
+    heads = fit.cross_fit_heads   # a model trained whole (freeze_base False): ONE head
+    monkeypatch.setattr(fit, "cross_fit_heads",
                         lambda cfg, *a: seen.update(ensemble=cfg.ensemble) or heads(cfg, *a))
     sig = plugin.actions[action].signature.parameters
     values = {n: _non_default(n, *ENGINE[n]) for n in sig if n in ENGINE}

@@ -1,0 +1,35 @@
+"""Pretraining an encoder: self-supervised, on the UniFrac distances between the table's
+samples (+ masked nucleotides where nuc_penalty > 0).  api.pretrain is its door; a fit given
+distances but no encoder pretrains one here first."""
+from __future__ import annotations
+
+import dataclasses
+
+from .config import ModelConfig, TrainConfig, apply_preset
+from .data import SampleTable
+from .inputs import Options, prepare_table, resolve_distances, resolve_sizes
+from .io import ModelBundle
+from .run import RunDirs, RunInputs, on_node, run_training
+
+
+def pretrain_encoder(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                     distances=None, tree=None, groups=None,
+                     options: Options | None = None) -> ModelBundle:
+    """An encoder pretrained on the table's UniFrac distances (api.pretrain)."""
+    options = options or Options()
+    if distances is not None or tree is not None:
+        options = dataclasses.replace(options, distances=distances, tree=tree)
+    model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
+    model_cfg = dataclasses.replace(model_cfg, task="encoder")
+    table = on_node(prepare_table, table, options.rarefaction_depth, train_cfg.random_seed)
+    model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
+    table, dist = on_node(resolve_distances, table, options.distances, options.tree,
+                          options.metric)
+    if dist is None and train_cfg.nuc_penalty == 0:
+        raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
+    model, history, extra = run_training(table, model_cfg, train_cfg, "encoder",
+                                         RunInputs(distances=dist, groups=groups),
+                                         RunDirs(options.checkpoint_dir, options.log_dir))
+    extra["unifrac_metric"] = options.metric if options.tree is not None else "precomputed"
+    return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
+                       history, extra)

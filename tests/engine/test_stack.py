@@ -1,0 +1,121 @@
+"""The default fit: a stack of components cross-fitted on the same grouped folds, weighed on
+their out-of-fold predictions, saved without pickle, predicting the same from its files."""
+import numpy as np
+import pytest
+
+from aam_engine import api
+from aam_engine.config import ModelConfig, TrainConfig
+from aam_engine.fit.estimators import as_forest, fit_forest, fit_linear
+from aam_engine.fit.report import word
+from aam_engine.fit.stack import cross_fitted_stack, stack_weights
+from aam_engine.io import read_model_dir, write_model_dir
+from aam_engine.learners import Forest, Linear
+from aam_engine.metrics import group_interval
+
+TC = dict(progress=False, random_seed=0)
+
+
+@pytest.fixture(scope="module")
+def xy():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 12))
+    return X, (X[:, 0] + X[:, 1] > 0).astype(int), np.digitize(X[:, 2], [-0.5, 0.5]), \
+        2 * X[:, 3] + rng.normal(size=120)
+
+
+def test_learners_predict_in_numpy_what_scikit_learn_predicts(xy):
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    X, y2, y3, v = xy
+    for y, n in ((y2, 2), (y3, 3)):
+        rf = RandomForestClassifier(20, random_state=0).fit(X, y)
+        np.testing.assert_allclose(as_forest(rf, n).predict(X), rf.predict_proba(X))
+        lin = fit_linear(X, y, n, seed=0)
+        assert (lin.predict(X).argmax(1) == y).mean() > 0.8
+        back = Linear.from_arrays(lin.arrays(), n)
+        np.testing.assert_array_equal(back.predict(X), lin.predict(X))
+    rr = RandomForestRegressor(20, random_state=0).fit(X, v)
+    np.testing.assert_allclose(as_forest(rr, 0).predict(X), rr.predict(X))
+    f = fit_forest(X, v, 0)
+    np.testing.assert_array_equal(Forest.from_arrays(f.arrays(), 0).predict(X), f.predict(X))
+
+
+def test_a_learner_that_saw_one_class_predicts_it_among_all_classes(xy):
+    X, _, _, _ = xy
+    for fit in (fit_linear, fit_forest):
+        p = fit(X[:10], np.full(10, 2), 3).predict(X[:4])
+        np.testing.assert_array_equal(p, np.tile([0.0, 0.0, 1.0], (4, 1)))
+
+
+def test_stack_weights_are_a_mixture_and_the_stack_oof_never_sees_its_fold(xy):
+    X, y, _, _ = xy
+    onehot = np.eye(2)[y]
+    good, noise = 0.9 * onehot + 0.05, np.full((len(y), 2), 0.5)
+    w = stack_weights([good, noise], y, 2)
+    assert w.sum() == pytest.approx(1) and (w >= 0).all() and w[0] > 0.9
+    folds = np.arange(len(y)) % 4
+    P = np.array([good, noise])
+    oof = cross_fitted_stack(P, y, 2, folds)
+    for k in range(4):          # fold k weighted by weights fitted without fold k
+        wk = stack_weights(P[:, folds != k], y[folds != k], 2)
+        np.testing.assert_allclose(oof[folds == k], np.tensordot(wk, P[:, folds == k], 1))
+
+
+def test_intervals_resample_groups_and_beats_needs_an_interval_above_zero():
+    y = np.repeat([1.0, 2.0, 3.0, 4.0, 5.0], 4)
+    groups = np.repeat(list("abcde"), 4)
+    lo, hi = group_interval(lambda r: y[r].mean(), groups, n_resamples=200)
+    assert 1 <= lo < 3 < hi <= 5
+    assert np.isnan(group_interval(lambda r: y[r].mean(), groups[:8])).all()   # 2 groups
+    assert word({"interval": [0.01, 0.2]}) == "beats"
+    assert word({"interval": [-0.01, 0.2]}) == "matches"
+    assert word({"interval": [-0.3, -0.2]}) == "trails"
+
+
+@pytest.fixture(scope="module")
+def stacked(example):
+    """A classifier with the default stack on the shipped encoder, grouped by subject."""
+    table, dist, md = example
+    groups = md["subject"].astype(str).to_dict()
+    model = api.fit(table, md["group"].astype(str).to_dict(), "classification",
+                    ModelConfig(ensemble=3), TrainConfig(**TC), groups=groups)
+    return table, md, groups, model
+
+
+def test_the_default_fit_is_a_stack_with_an_honest_report(stacked):
+    table, md, groups, model = stacked
+    rep, stack = model.extra["stack"], model.stack
+    assert [c.name for c in stack.components] == model.model_config.stack.split(",")
+    assert all(len(c.folds) == 3 for c in stack.components)
+    assert stack.weights.sum() == pytest.approx(1) and (stack.weights >= 0).all()
+    # the baselines a user would fit are scored on the same folds, outside the stack
+    assert "linear:clr" in rep["components"] and "linear:clr" not in rep["weights"]
+    assert rep["samples"] == table.n_samples and rep["groups"] == len(set(groups.values()))
+    assert set(rep) >= {"stack", "without_encoder", "encoder_contribution",
+                        "versus_best_baseline", "verdict"}
+    assert rep["best_baseline"] in ("linear:clr", "linear:relative", "forest:relative")
+    val = model.extra["validation"]
+    assert rep["stack"]["macro_f1"] == pytest.approx(
+        api.prediction_scores(np.array(val["true"]), np.array(val["predicted"]),
+                              True)["macro_f1"])
+    assert rep["stack"]["macro_f1"] > 0.7       # the simulated groups differ clearly
+
+
+def test_a_saved_stack_predicts_the_same_whatever_the_feature_order(stacked, tmp_path):
+    table, md, groups, model = stacked
+    write_model_dir(model, tmp_path / "m")
+    back = read_model_dir(tmp_path / "m")
+    a, b = api.predict(model, table), api.predict(back, table)
+    np.testing.assert_array_equal(a[2], b[2])
+    order = np.random.default_rng(1).permutation(table.n_features)
+    shuffled = api.SampleTable(table.counts[:, order], table.sample_ids,
+                               [table.feature_ids[i] for i in order],
+                               [table.sequences[i] for i in order])
+    np.testing.assert_allclose(api.predict(back, shuffled)[2], a[2], atol=1e-9)
+
+
+def test_a_class_of_one_sample_is_named_before_any_training(example):
+    table, dist, md = example
+    labels = md["group"].astype(str).to_dict()
+    labels[table.sample_ids[0]] = "rare"
+    with pytest.raises(ValueError, match=r"Class 'rare' \(1 sample\).*at least 2"):
+        api.fit(table, labels, "classification", ModelConfig(), TrainConfig(**TC))
