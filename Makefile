@@ -21,12 +21,12 @@ bench: setup
 
 # The encoder that ships in aam_engine/pretrained/default: the corpus (../shared/data/corpus
 # mapped to Greengenes V4 reads), then pretraining on it (about an hour on 2 CPU cores;
-# rerun to resume from build/encoder-ckpt).  pretrained/README.md says what each step does.
+# rerun to resume from build/encoder-ckpt).  shipped_encoder/README.md says what each step does.
 corpus: setup
-	@$(PY) pretrained/build_corpus.py --out build/corpus --max-samples 2000
+	@$(PY) shipped_encoder/build_corpus.py --out build/corpus --max-samples 2000
 
 pretrained: corpus
-	@$(PY) pretrained/build_encoder.py --corpus build/corpus --checkpoint-dir build/encoder-ckpt
+	@$(PY) shipped_encoder/build_encoder.py --corpus build/corpus --checkpoint-dir build/encoder-ckpt
 
 lint: setup
 	@$(PY) -m pyflakes aam_engine q2_aam tests bench

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from .config import ModelConfig, TrainConfig, declared
+from .data.metadata import read_metadata
 
 _SKIP = {"task", "n_outputs", "covariate_sizes"}
 
@@ -46,21 +47,6 @@ def _configs(args):
     m = ModelConfig(**{n: getattr(args, n) for n, _, _ in declared(ModelConfig) if n not in _SKIP})
     t = TrainConfig(**{n: getattr(args, n) for n, _, _ in declared(TrainConfig)})
     return m, t
-
-
-def read_metadata(path) -> dict[str, dict[str, str]]:
-    """{column: {sample_id: value}} from a QIIME 2 style TSV (first column = IDs; '#' rows and
-    the '#q2:types' row skipped; IDs kept as strings)."""
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh, delimiter="\t") if r and not r[0].startswith("#")]
-    if not rows:
-        raise ValueError(f"{path} is empty")
-    header, body = rows[0], rows[1:]
-    cols = {c: {} for c in header[1:]}
-    for r in body:
-        for c, v in zip(header[1:], r[1:]):
-            cols[c][r[0]] = v if v not in ("", "NA", "nan", "NaN") else None
-    return cols
 
 
 def _column(md, name, path):
@@ -128,7 +114,7 @@ def _write_tsv(path, header, rows):
     os.replace(tmp, path)
 
 
-def main(argv=None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="aam-engine", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -139,6 +125,33 @@ def main(argv=None) -> int:
     s.add_argument("--n-features", type=int, default=120)
     s.add_argument("--seed", type=int, default=0)
 
+    _add_training(sub)
+    q = sub.add_parser("pretrained-encoder", help="write the encoder that ships with the "
+                                                  "engine (and its model card) to a directory")
+    q.add_argument("--output", required=True, help="model directory to write")
+
+    for name in ("predict", "embed"):
+        q = sub.add_parser(name, help=f"{name} with a model directory")
+        q.add_argument("--model", required=True)
+        q.add_argument("--table", required=True)
+        q.add_argument("--sequences")
+        q.add_argument("--metadata", help="metadata TSV with the model's covariate columns")
+        q.add_argument("--device", default="auto")
+        q.add_argument("--output", required=True, help="TSV to write")
+        q.add_argument("--read-as-is", action="store_true",
+                       help="read every ASV as it is (default: an ASV that is another trim "
+                            "of a training read, e.g. one base later and ten shorter, is read "
+                            "as that training read)")
+        if name == "embed":
+            q.add_argument("--distances", help="also write the model's UniFrac estimate between "
+                           "the samples (a square TSV: the distance matrix that `qiime aam "
+                           "embed` gives; the embedding's own distances lack the model's offset)")
+
+    return p
+
+
+def _add_training(sub):
+    """The pretrain and train subcommands: data, where things go, every engine setting."""
     for name in ("pretrain", "train"):
         q = sub.add_parser(name, help=("self-supervised pretraining (UniFrac + masked "
                                        "nucleotides)" if name == "pretrain" else
@@ -174,28 +187,9 @@ def main(argv=None) -> int:
         _add_dataclass(q, ModelConfig, "model")
         _add_dataclass(q, TrainConfig, "training")
 
-    q = sub.add_parser("pretrained-encoder", help="write the encoder that ships with the "
-                                                  "engine (and its model card) to a directory")
-    q.add_argument("--output", required=True, help="model directory to write")
 
-    for name in ("predict", "embed"):
-        q = sub.add_parser(name, help=f"{name} with a model directory")
-        q.add_argument("--model", required=True)
-        q.add_argument("--table", required=True)
-        q.add_argument("--sequences")
-        q.add_argument("--metadata", help="metadata TSV with the model's covariate columns")
-        q.add_argument("--device", default="auto")
-        q.add_argument("--output", required=True, help="TSV to write")
-        q.add_argument("--read-as-is", action="store_true",
-                       help="read every ASV as it is (default: an ASV that is another trim "
-                            "of a training read, e.g. one base later and ten shorter, is read "
-                            "as that training read)")
-        if name == "embed":
-            q.add_argument("--distances", help="also write the model's UniFrac estimate between "
-                           "the samples (a square TSV: the distance matrix that `qiime aam "
-                           "embed` gives; the embedding's own distances lack the model's offset)")
-
-    args = p.parse_args(argv)
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
     try:
         return _run(args)
     except (ValueError, FileNotFoundError, FloatingPointError) as e:

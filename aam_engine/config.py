@@ -11,6 +11,7 @@ import warnings
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 
 TASKS = ("encoder", "regression", "classification")
+MIN_CLASSES = 2
 DEVICES = ("auto", "cpu", "cuda")       # or cuda:N
 
 
@@ -188,8 +189,8 @@ class ModelConfig(_Serial):
         if self.embedding_dim % self.attention_heads:
             raise ValueError(f"embedding_dim ({self.embedding_dim}) must be divisible by "
                              f"attention_heads ({self.attention_heads})")
-        if self.task == "classification" and self.n_outputs < 2:
-            raise ValueError("a classifier needs at least 2 classes")
+        if self.task == "classification" and self.n_outputs < MIN_CLASSES:
+            raise ValueError(f"a classifier needs at least {MIN_CLASSES} classes")
 
 
 @dataclass

@@ -74,7 +74,7 @@ def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="p
     sketch = "embedding" in keys
     with torch.no_grad():
         for batch in builder.batches(rows, batch_size):
-            out = model(**batch.to_torch(device), asv_cache=asv_cache, sketch=sketch)
+            out = model(batch.to_torch(device), asv_cache=asv_cache, sketch=sketch)
             for k in keys:
                 outs[k].append(out[k].float().cpu().numpy())
     res = tuple(np.concatenate(outs[k]) for k in keys)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .config import ModelConfig, TrainConfig
+from .config import MIN_CLASSES, ModelConfig, TrainConfig
 from .data import (MatrixDistances, SampleTable, align_distances, batch_unifrac,
                    check_distance_matrix, part_distances)
 from .data.table import first_few, split_ids
@@ -144,9 +144,9 @@ def encode_targets(values: dict, task: str, sample_ids, missing_samples: str, cf
         return sample_ids, ((y - shift) / scale).astype(np.float32), enc, None
     labels = [str(values[s]) for s in sample_ids]
     classes = sorted(set(labels))
-    if len(classes) < 2:
-        raise ValueError(f"A classifier needs at least 2 classes; the target column has only "
-                         f"{classes!r} among the table's samples.")
+    if len(classes) < MIN_CLASSES:
+        raise ValueError(f"A classifier needs at least {MIN_CLASSES} classes; the target "
+                         f"column has only {classes!r} among the table's samples.")
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[l] for l in labels], dtype=np.int64)
     enc["classes"] = classes

@@ -41,7 +41,7 @@ def attention_importance(bundle: ModelBundle, table, device="auto", batch_size=3
     with torch.no_grad():
         for batch in builder.batches(np.arange(table.n_samples), batch_size):
             att = []
-            out = model(**batch.to_torch(dev), asv_cache=cache, attention=att)
+            out = model(batch.to_torch(dev), asv_cache=cache, attention=att)
             from_sample = torch.stack([a[:, :, 0, 1:].float().mean(1) for a in att]).mean(0)
             pool = out["pool_weights"].float()
             # both as distributions over the sample's ASVs (the [SAMPLE] token's share removed)
@@ -69,13 +69,13 @@ def integrated_gradients(bundle: ModelBundle, table, device="auto", steps: int =
     for batch in builder.batches(np.arange(table.n_samples), batch_size):
         t = batch.to_torch(dev)
         with torch.no_grad():
-            pred = model(**t, asv_cache=cache)["prediction"]
+            pred = model(t, asv_cache=cache)["prediction"]
             cls = pred.argmax(-1) if bundle.task == "classification" else None
-        grads = torch.zeros(t["mask"].shape, device=dev)
+        grads = torch.zeros(t.mask.shape, device=dev)
         for a in alphas:
             # every ASV's input scaled by a: from removed (0) to as observed (1)
-            gate = torch.full(t["mask"].shape, float(a), device=dev, requires_grad=True)
-            p = model(**t, asv_cache=cache, slot_gate=gate)["prediction"]
+            gate = torch.full(t.mask.shape, float(a), device=dev, requires_grad=True)
+            p = model(t, asv_cache=cache, slot_gate=gate)["prediction"]
             if cls is not None:
                 p = p.gather(1, cls[:, None]).squeeze(1)
             g, = torch.autograd.grad(p.sum(), gate)

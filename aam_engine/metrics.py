@@ -37,7 +37,8 @@ def macro_f1(y, p, n_classes: int | None = None) -> float:
     return float(np.mean(f1s)) if f1s else float("nan")
 
 
-# distance scores use at most this many samples (their pairs grow as the square)
+# distance scores, the encoder's calibration and its distance mix use at most this many
+# samples (pairs grow as the square)
 MAX_DISTANCE_ROWS = 512
 
 
@@ -80,6 +81,19 @@ def distance_scores(d_model, d_true) -> dict:
         return {"r2": float("nan"), "pearson": float("nan"), "spearman": float("nan")}
     return {"r2": r2_score(d_true, d_model), "pearson": float(np.corrcoef(d_model, d_true)[0, 1]),
             "spearman": float(spearmanr(d_model, d_true)[0])}
+
+
+def embedding_fit(full, learned, block, offset: float, learned_offset: float):
+    """How well an encoder's distances fit UniFrac on some samples: (scores, model distances,
+    UniFrac distances of the known pairs).  ``full``: the embeddings ``embed`` gives (offset
+    ``offset``); ``learned``: their learned part (``learned_offset``), what pretraining fits;
+    ``block``: the samples' [n, n] UniFrac block.  scores: R², Pearson and Spearman of the full
+    embedding's distances, and 'learned_r2', the learned part's R²."""
+    d, D = known_pairs(full, block, offset)
+    dl, _ = known_pairs(learned, block, learned_offset)
+    scores = distance_scores(d, D)
+    scores["learned_r2"] = r2_score(D, dl) if len(D) > 1 else float("nan")
+    return scores, d, D
 
 
 def constant_fraction(pred, tolerance: float = 0.0) -> float:

@@ -10,12 +10,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .config import TrainConfig
-from .data import BatchBuilder, SampleTable
+from .data import BatchBuilder, ReadNoise, SampleTable
 from .data.reads import known_reads
 from .inputs import check_enough, split_samples
 from .io import ModelBundle
-from .metrics import (MAX_DISTANCE_ROWS, capped_rows, distance_scores, known_pairs,
-                      r2_score)
+from .metrics import MAX_DISTANCE_ROWS, capped_rows, embedding_fit
 
 
 def node_scoped(f):
@@ -93,7 +92,7 @@ def train_here(table, model_cfg, train_cfg, task, inputs: RunInputs, dirs: RunDi
     from .training import Trainer
     trainer = Trainer(model, data, train_cfg, dirs.checkpoint_dir, dirs.log_dir)
     history = trainer.fit(resume=resume)
-    model = trainer.export_model()
+    model = trainer.checkpoints.export_model()
     mix = None
     if trainer.use_pair and not trainer.frozen:
         from .training.outputs import fit_sketch_mix
@@ -114,8 +113,9 @@ def task_data(table, model_cfg, train_cfg, task, inputs: RunInputs):
     check_enough(len(train_ids), train_cfg)
     builder = BatchBuilder(table, model_cfg.token_limit, model_cfg.max_bp,
                            train_cfg.asv_selection, inputs.distances, inputs.targets,
-                           inputs.covariates, train_cfg.mask_ratio, train_cfg.mask_strategy,
-                           train_cfg.read_trim)
+                           inputs.covariates, ReadNoise(train_cfg.mask_ratio,
+                                                        train_cfg.mask_strategy,
+                                                        train_cfg.read_trim))
     return TaskData(builder, table.index_of(train_ids), table.index_of(val_ids), task,
                     inputs.class_weights, inputs.decode,
                     None if folds is None else np.asarray(folds))
@@ -201,11 +201,12 @@ def validation_outputs(trainer, model, data, val_ids):
         # at most MAX_SUMMARY_PAIRS of them, drawn reproducibly
         keep = capped_rows(len(val_ids), MAX_DISTANCE_ROWS)
         block = data.builder.distances.block(data.val_rows[keep])
-        d, D = known_pairs(out[keep], block, float(model.distance_offset().detach()))
-        rec.update({f"unifrac_{k}": v for k, v in distance_scores(d, D).items()})
+        scores, d, D = embedding_fit(out[keep], learned[keep], block,
+                                     float(model.distance_offset().detach()),
+                                     float(model.distance.learned_offset().detach()))
         # the learned part alone (what pretraining fits; the sketch needs no training)
-        dl, _ = known_pairs(learned[keep], block, float(model.distance.learned_offset().detach()))
-        rec["learned_unifrac_r2"] = r2_score(D, dl)
+        rec["learned_unifrac_r2"] = scores.pop("learned_r2")
+        rec.update({f"unifrac_{k}": v for k, v in scores.items()})
         pick = capped_rows(len(d), MAX_SUMMARY_PAIRS)
         d, D = d[pick], D[pick]
         rec["pairs"] = {"model": np.round(d, 5).tolist(), "unifrac": np.round(D, 5).tolist()}

@@ -33,8 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import BASELINES, NAMES as BASELINE_NAMES  # noqa: E402
-from datasets import (DATASETS, DEV, REPORT_ONLY, RESULTS, ROOT, labelled, load,  # noqa: E402
-                      n_units, splits, unit)
+from datasets import (DATASETS, DEV, REPORT_ONLY, RESULTS, labelled, load, n_units,  # noqa
+                      splits, unit)
 from tables import commit, interval_cell, ms, parse_sets  # noqa: E402
 
 DEV_SEEDS, REPORT_SEEDS = "0,1,2", "100,101,102,103,104"

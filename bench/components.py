@@ -1,16 +1,23 @@
-"""Which features of the shipped encoder carry signal, and which learners use it: the
-frozen-encoder cached path, seconds per split (development splits only).
+"""How the default stack was chosen (development splits only): which per-sample features of
+the shipped encoder carry signal, which learners use them, and how the stacker weighs them.
+The frozen-encoder cached path: seconds per split.
 
-For each dataset, the shipped encoder's per-sample features are computed once (cached in
-build/features-<dataset>.npz); on each grouped split (whole units in the test part), every
-learner x feature set is fitted on the training part and scored on the test part.
+    python bench/components.py predict            # every candidate component, cached
+    python bench/components.py combine            # candidate stacks -> components-dev.md
 
-    python bench/components.py --datasets sleep-apnea --seeds 0,1,2
+``predict``: for each development dataset and grouped split (bench/datasets.py), every
+candidate component (LEARNER:FEATURES) is cross-fitted on 5 grouped folds of the training
+part (out-of-fold predictions) and fitted on all of it (test predictions); cached in
+build/component-preds/.  Features: clr / rel (CLR / relative abundances), comp_rel /
+comp_log (the shipped encoder's ASV vectors weighted by relative / log1p abundance),
+sample (its sample vector), heads (AAM's heads on it, fitted with the plugin's defaults
+before the stack).  ``combine``: candidate stacks weighed on the out-of-fold predictions
+(Brier score, as aam_engine.fit.stack; 'logloss' and a plain mean as the alternatives),
+scored on the test parts.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -18,35 +25,44 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import DATASETS, DEV, ROOT, RESULTS, labelled, load, n_units, splits, unit  # noqa
+from datasets import DATASETS, DEV, RESULTS, ROOT, labelled, load, splits, unit  # noqa: E402
+from tables import commit, ms  # noqa: E402
 
 CACHE = ROOT / "build"
+PREDS = CACHE / "component-preds"
+CANDIDATES = ("l2:clr,l2:rel,rf:rel,rf:clr,l2:comp_rel,rf:comp_rel,l2:comp_log,rf:comp_log,"
+              "l2:sample,rf:sample,l2:comp_rel+sample,rf:comp_rel+sample,heads")
+STACKS = ("abundances=l2:rel+rf:rel;"
+          "default=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel;"
+          "baselines=l2:clr+rf:rel;"
+          "with_clr=l2:clr+rf:rel+l2:comp_rel+rf:comp_rel;"
+          "encoder_only=l2:comp_rel+rf:comp_rel;"
+          "log_weights=l2:rel+rf:rel+l2:comp_log+rf:comp_log;"
+          "with_heads=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel+heads")
 
 
 def encoder_features(name):
+    """(table, metadata, {block: [n, D]}) of the shipped encoder, cached per dataset."""
     path = CACHE / f"features-{name}.npz"
     table, md = load(name)
     if path.exists():
         z = np.load(path, allow_pickle=False)
         if list(z["ids"]) == list(table.sample_ids):
             return table, md, dict(z)
-    import torch
+    import scipy.sparse as sp
     from aam_engine.data import BatchBuilder
     from aam_engine.features import composition
+    from aam_engine.inference import encoder_vectors, run_model
     from aam_engine.pretrained import default_encoder
-    from aam_engine.inference import run_model
-    enc = default_encoder()
-    model = enc.build_model()
-    mc = enc.model_config
-    b = BatchBuilder(table, mc.token_limit, mc.max_bp)
-    with torch.no_grad():
-        V = model.asv_vectors(b.token_tensor()).numpy()
-    sample, learned = run_model(model, b, np.arange(table.n_samples), "cpu", None,
-                                ("sample_vec", "learned_embedding"))
+    model = default_encoder().build_model()
+    V = encoder_vectors(model, table)
+    b = BatchBuilder(table, model.cfg.token_limit, model.cfg.max_bp)
+    logc = sp.csr_matrix(table.counts, copy=True)
+    logc.data = np.log1p(logc.data)
     feats = dict(ids=np.array(table.sample_ids), comp_rel=composition(table.counts, V),
-                 comp_log=composition(table.counts, V, "log"),
-                 comp_pres=composition(table.counts, V, "presence"), sample=sample,
-                 learned=learned)
+                 comp_log=composition(logc, V),
+                 sample=run_model(model, b, np.arange(table.n_samples), "cpu",
+                                  key="sample_vec"))
     CACHE.mkdir(exist_ok=True)
     np.savez(path, **feats)
     return table, md, feats
@@ -56,24 +72,25 @@ def block(feats, table, rows, spec):
     from aam_engine.features import clr
     parts = []
     for name in spec.split("+"):
-        parts.append(clr(table.counts[rows]) if name == "clr" else
-                     np.asarray(table.counts[rows].toarray()) / np.maximum(
-                         np.asarray(table.counts[rows].sum(1)), 1) if name == "rel" else
+        C = table.counts[rows]
+        parts.append(clr(C) if name == "clr" else
+                     C.toarray() / np.maximum(np.asarray(C.sum(1)), 1) if name == "rel" else
                      feats[name][rows])
     return np.hstack(parts)
 
 
 def l2(Xtr, ytr, Xte, classify, groups, seed):
-    from aam_engine.baselines import _search, L2_GRID
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
+    from aam_engine.fit.estimators import L2_GRID, grid_search
     if classify:
         model, grid = LogisticRegression(max_iter=5000), {"logisticregression__C": L2_GRID}
     else:
         model, grid = Ridge(), {"ridge__alpha": L2_GRID * 100}
-    s = _search(make_pipeline(StandardScaler(), model), grid, Xtr, ytr, groups, classify, seed)
-    return (s.predict_proba(Xte) if classify else s.predict(Xte))
+    s = grid_search(make_pipeline(StandardScaler(), model), grid, Xtr, ytr, groups, classify,
+                    seed)
+    return s.predict_proba(Xte) if classify else s.predict(Xte)
 
 
 def rf(Xtr, ytr, Xte, classify, groups, seed):
@@ -83,71 +100,27 @@ def rf(Xtr, ytr, Xte, classify, groups, seed):
     return m.predict_proba(Xte) if classify else m.predict(Xte)
 
 
-LEARNERS = {"l2": l2, "rf": rf}
+def heads(tr_table, ytr, te_table, classify, groups, seed):
+    """AAM's heads on the shipped encoder (the plugin's default fit before the stack)."""
+    from aam_engine import api
+    ids = tr_table.sample_ids
+    m = api.fit(tr_table, dict(zip(ids, ytr)), "classification" if classify else "regression",
+                api.ModelConfig(stack="heads"),
+                api.TrainConfig(progress=False, compare_baselines=False, random_seed=seed),
+                groups=None if groups is None else dict(zip(ids, groups)))
+    out = api.predict(m, te_table)
+    return out[2] if classify else np.asarray(out[1])
+
+
+LEARNERS = {"l2": l2, "rf": rf, "heads": heads}
 
 
 def score(y, p, classes, classify):
     from aam_engine.metrics import constant_fraction, macro_f1, mae, r2_score
     if classify:
-        pred = np.asarray(classes)[np.argmax(p, 1)]
-        yi = np.searchsorted(classes, y)
-        pi = np.searchsorted(classes, pred)
+        yi, pi = np.searchsorted(classes, y), np.argmax(p, 1)
         return {"macro_f1": macro_f1(yi, pi, len(classes)), "const": constant_fraction(pi)}
     return {"mae": mae(y, p), "r2": r2_score(y, p)}
-
-
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--sets", default="clr,rel,comp_rel,sample,comp_rel+sample,clr+comp_rel,"
-                                      "clr+comp_rel+sample")
-    ap.add_argument("--learners", default="l2,rf")
-    ap.add_argument("--tag", default="")
-    args = ap.parse_args()
-    out = RESULTS / f"components{'-' + args.tag if args.tag else ''}.runs.jsonl"
-    for name in args.datasets.split(","):
-        table, md, feats = encoder_features(name)
-        units = unit(name, md)
-        for seed, train, test in splits(name, table, md, [int(s) for s in args.seeds.split(",")]):
-            for target, classify in DATASETS[name]["targets"]:
-                tr, ytr = labelled(md, target, classify, train)
-                te, yte = labelled(md, target, classify, test)
-                classes = np.unique(ytr) if classify else None
-                g = np.array([units[s] for s in tr])
-                itr, ite = table.index_of(tr), table.index_of(te)
-                rec = {"dataset": name, "seed": seed, "target": target,
-                       "units": [n_units(name, md, tr), n_units(name, md, te)],
-                       "n": [len(tr), len(te)], "scores": {}}
-                for spec in args.sets.split(","):
-                    Xtr, Xte = block(feats, table, itr, spec), block(feats, table, ite, spec)
-                    for lname in args.learners.split(","):
-                        t0 = time.time()
-                        p = LEARNERS[lname](Xtr, ytr, Xte, classify, g, seed)
-                        s = score(yte, p, classes, classify)
-                        s["seconds"] = round(time.time() - t0, 1)
-                        rec["scores"][f"{lname}:{spec}"] = s
-                        print(name, seed, target, lname, spec, s, flush=True)
-                with open(out, "a") as f:
-                    f.write(json.dumps(rec) + "\n")
-
-
-if __name__ == "__main__" and sys.argv[1:2] not in (["predict"], ["combine"]):
-    main()
-
-
-# ---------------------------------------------------------------- stacking
-def heads(tr_table, ytr, te_table, classify, groups, seed):
-    """The AAM heads on the shipped encoder (the fit's defaults before the stack)."""
-    from aam_engine import api
-    from aam_engine.config import ModelConfig, TrainConfig
-    ids = tr_table.sample_ids
-    m = api.fit(tr_table, dict(zip(ids, ytr)), "classification" if classify else "regression",
-                ModelConfig(), TrainConfig(progress=False, compare_baselines=False,
-                                           random_seed=seed),
-                groups=None if groups is None else dict(zip(ids, groups)))
-    out = api.predict(m, te_table)
-    return out[2] if classify else np.asarray(out[1])
 
 
 def cross_fit(fn, X, y, classify, g, folds, seed, classes):
@@ -155,13 +128,11 @@ def cross_fit(fn, X, y, classify, g, folds, seed, classes):
     oof = np.zeros((len(y), len(classes))) if classify else np.zeros(len(y))
     for k in np.unique(folds):
         tr, te = folds != k, folds == k
-        Xtr = X.subset([X.sample_ids[i] for i in np.flatnonzero(tr)]) if hasattr(X, "subset") else X[tr]
-        Xte = X.subset([X.sample_ids[i] for i in np.flatnonzero(te)]) if hasattr(X, "subset") else X[te]
+        pick = lambda m: (X.subset([X.sample_ids[i] for i in np.flatnonzero(m)])
+                          if hasattr(X, "subset") else X[m])
         seen = np.unique(y[tr])
-        if classify and len(seen) < 2:
-            p = np.ones((te.sum(), 1))
-        else:
-            p = fn(Xtr, y[tr], Xte, classify, g[tr], seed)
+        p = (np.ones((te.sum(), 1)) if classify and len(seen) < 2 else
+             fn(pick(tr), y[tr], pick(te), classify, g[tr], seed))
         if classify:      # a fold may miss a class: place columns by class
             full = np.zeros((te.sum(), len(classes)))
             full[:, np.searchsorted(classes, seen)] = p
@@ -170,19 +141,12 @@ def cross_fit(fn, X, y, classify, g, folds, seed, classes):
     return oof
 
 
-PREDS = ROOT / "build" / "component-preds"
-
-
 def predict_main(argv):
-    """Every component's out-of-fold (training part) and test predictions, cached."""
     from aam_engine.data.table import fold_ids
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default="0,1,2")
-    ap.add_argument("--components", default="l2:clr,l2:rel,rf:rel,rf:clr,l2:comp_rel,"
-                    "rf:comp_rel,l2:comp_log,rf:comp_log,l2:sample,rf:sample,"
-                    "l2:comp_rel+sample,rf:comp_rel+sample,l2:clr+comp_rel,rf:rel+comp_rel")
-    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
+    ap.add_argument("--components", default=CANDIDATES)
     args = ap.parse_args(argv)
     PREDS.mkdir(parents=True, exist_ok=True)
     for name in args.datasets.split(","):
@@ -193,10 +157,12 @@ def predict_main(argv):
                 tr, ytr = labelled(md, target, classify, train)
                 te, yte = labelled(md, target, classify, test)
                 classes = np.unique(ytr) if classify else None
+                if classify and len(classes) < 2:
+                    continue
                 g = np.array([units[s] for s in tr])
                 if len(set(g)) < 2:     # one unit left in training: fold its samples
                     g = np.array(tr)
-                folds = fold_ids(tr, min(args.folds, len(set(g))), seed, dict(zip(tr, g)))
+                folds = fold_ids(tr, min(5, len(set(g))), seed, dict(zip(tr, g)))
                 itr, ite = table.index_of(tr), table.index_of(te)
                 for comp in args.components.split(","):
                     path = PREDS / f"{name}.{target}.{seed}.{comp}.npz"
@@ -204,81 +170,76 @@ def predict_main(argv):
                         continue
                     t0 = time.time()
                     lname, _, spec = comp.partition(":")
-                    if lname == "heads":
-                        Xtr, Xte, fn = table.subset(tr), table.subset(te), heads
-                    else:
-                        Xtr, Xte = block(feats, table, itr, spec), block(feats, table, ite, spec)
-                        fn = LEARNERS[lname]
-                    oof = cross_fit(fn, Xtr, ytr, classify, g, folds, seed, classes)
-                    test_p = fn(Xtr, ytr, Xte, classify, g, seed)
-                    np.savez(path, oof=oof, test=test_p, ytr=ytr.astype(str) if classify else ytr,
+                    X = ((table.subset(tr), table.subset(te)) if lname == "heads" else
+                         (block(feats, table, itr, spec), block(feats, table, ite, spec)))
+                    fn = LEARNERS[lname]
+                    np.savez(path, oof=cross_fit(fn, X[0], ytr, classify, g, folds, seed,
+                                                 classes),
+                             test=fn(X[0], ytr, X[1], classify, g, seed),
+                             ytr=ytr.astype(str) if classify else ytr,
                              yte=yte.astype(str) if classify else yte, folds=folds,
                              seconds=time.time() - t0)
-                    print(name, target, seed, comp, score(yte, test_p, classes, classify),
-                          f"{time.time() - t0:.1f}s", flush=True)
+                    print(name, target, seed, comp, f"{time.time() - t0:.1f}s", flush=True)
 
 
-def simplex_weights(P, y, classify, classes=None, objective="logloss"):
-    """Non-negative weights summing to 1 that minimise the log loss (classes) or the squared
-    error (values) of the weighted mean of the components' out-of-fold predictions."""
+def weights(P, y, classify, classes, stacker):
     from scipy.optimize import minimize
-    K = len(P)
-    if classify and objective == "brier":
-        yi = np.searchsorted(classes, y)
-        onehot = np.eye(len(classes))[yi]
-        def loss(w):
-            m = sum(wk * p for wk, p in zip(w, P))
-            return np.mean(((m - onehot) ** 2).sum(1))
-    elif classify:
-        yi = np.searchsorted(classes, y)
-        def loss(w):
-            m = sum(wk * p for wk, p in zip(w, P))
-            return -np.mean(np.log(np.clip(m[np.arange(len(y)), yi], 1e-6, None)))
-    else:
-        def loss(w):
-            return np.mean((sum(wk * p for wk, p in zip(w, P)) - y) ** 2)
-    r = minimize(loss, np.full(K, 1 / K), method="SLSQP", bounds=[(0, 1)] * K,
+    from aam_engine.fit.stack import stack_weights
+    if stacker == "mean":
+        return np.full(len(P), 1 / len(P))
+    yi = np.searchsorted(classes, y) if classify else y
+    if stacker == "brier" or not classify:      # the product's stacker
+        return stack_weights(P, yi, len(classes) if classify else 0)
+    picked = np.asarray(P)[:, np.arange(len(y)), yi]
+
+    def loss(w):
+        return -np.mean(np.log(np.clip(w @ picked, 1e-6, None)))
+    r = minimize(loss, np.full(len(P), 1 / len(P)), method="SLSQP", bounds=[(0, 1)] * len(P),
                  constraints=[{"type": "eq", "fun": lambda w: w.sum() - 1}])
     w = np.clip(r.x, 0, None)
     return w / w.sum()
 
 
 def combine_main(argv):
-    """Stacks of cached components, scored on the test parts."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--stacks", required=True, help="name=comp+comp;name=...")
-    ap.add_argument("--stacker", default="simplex", choices=("simplex", "brier", "mean"))
+    ap.add_argument("--stacks", default=STACKS, help="name=comp+comp;name=...")
+    ap.add_argument("--stackers", default="brier,logloss,mean")
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
     args = ap.parse_args(argv)
     stacks = dict(s.split("=") for s in args.stacks.split(";"))
-    rows = {}
+    lines = ["# How the default stack was chosen (development splits)", "",
+             f"`python bench/components.py combine` after `predict`, commit {commit()}: each "
+             "candidate stack's test score, mean ± sd (ddof 1) over the splits that have every "
+             "component (macro F1, or MAE for age), by stacker.", ""]
     for name in args.datasets.split(","):
         for target, classify in DATASETS[name]["targets"]:
             key = "macro_f1" if classify else "mae"
-            for seed in [int(s) for s in args.seeds.split(",")]:
-                for sname, comps in stacks.items():
-                    paths = [PREDS / f"{name}.{target}.{seed}.{c}.npz" for c in comps.split("+")]
-                    if not all(p.exists() for p in paths):
-                        continue
-                    z = [np.load(p) for p in paths]
-                    ytr, yte = z[0]["ytr"], z[0]["yte"]
-                    classes = np.unique(ytr) if classify else None
-                    P = [d["oof"] for d in z]
-                    w = (np.full(len(P), 1 / len(P)) if args.stacker == "mean" else
-                         simplex_weights(P, ytr, classify, classes,
-                                         "brier" if args.stacker == "brier" else "logloss"))
-                    p = sum(wk * d["test"] for wk, d in zip(w, z))
-                    rows.setdefault((name, target, key), {}).setdefault(sname, []).append(
-                        score(yte, p, classes, classify)[key])
-    for (name, target, key), d in rows.items():
-        print(name, target, key)
-        for sname, v in d.items():
-            print(f"   {sname:24s} {np.mean(v):.3f} ± {np.std(v, ddof=1) if len(v) > 1 else 0:.3f}"
-                  f"  {np.round(v, 3)}")
+            lines += [f"## {name}: {target} ({key})", "", "| stack | "
+                      + " | ".join(args.stackers.split(",")) + " |",
+                      "|---|" + "---|" * len(args.stackers.split(","))]
+            for sname, comps in stacks.items():
+                cells = []
+                for stacker in args.stackers.split(","):
+                    vals = []
+                    for seed in [int(s) for s in args.seeds.split(",")]:
+                        paths = [PREDS / f"{name}.{target}.{seed}.{c}.npz"
+                                 for c in comps.split("+")]
+                        if not all(p.exists() for p in paths):
+                            continue
+                        z = [np.load(p) for p in paths]
+                        classes = np.unique(z[0]["ytr"]) if classify else None
+                        w = weights([d["oof"] for d in z], z[0]["ytr"], classify, classes,
+                                    stacker)
+                        p = sum(wk * d["test"] for wk, d in zip(w, z))
+                        vals.append(score(z[0]["yte"], p, classes, classify)[key])
+                    cells.append(f"{ms(vals)} (n={len(vals)})" if vals else "")
+                lines.append(f"| {sname} (`{comps}`) | " + " | ".join(cells) + " |")
+            lines.append("")
+    text = "\n".join(lines)
+    (RESULTS / "components-dev.md").write_text(text)
+    print(text)
 
 
-if __name__ == "__main__" and sys.argv[1:2] == ["predict"]:
-    predict_main(sys.argv[2:])
-elif __name__ == "__main__" and sys.argv[1:2] == ["combine"]:
-    combine_main(sys.argv[2:])
+if __name__ == "__main__":
+    {"predict": predict_main, "combine": combine_main}[sys.argv[1]](sys.argv[2:])

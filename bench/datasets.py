@@ -85,16 +85,17 @@ REPORT_ONLY = ("mlrepo-kostic", "mlrepo-ravel", "mlrepo-turnbaugh", "multi-omics
 
 
 def read_metadata(path):
-    """Sample-indexed DataFrame of strings (QIIME 2 metadata: a '#q2:types' row skipped)."""
+    """Sample-indexed DataFrame of strings, None where missing (the engine's reader:
+    aam_engine.data.metadata, the one the engine CLI uses)."""
     import pandas as pd
-    md = pd.read_csv(path, sep="\t", dtype=str, comment=None, keep_default_na=False)
-    md = md[~md.iloc[:, 0].astype(str).str.startswith("#")]
-    return md.set_index(md.columns[0])
+    from aam_engine.data.metadata import read_metadata as read
+    return pd.DataFrame(read(path), dtype=object)
 
 
 def usable(v, conv) -> bool:
-    """A real value: not missing, not a 'Missing: ...' / 'not applicable' placeholder."""
-    if not isinstance(v, str) or not v or v.startswith(("Missing", "not ", "Not ")):
+    """A real value: not missing (aam_engine.data.metadata.missing), and convertible."""
+    from aam_engine.data.metadata import missing
+    if missing(v):
         return False
     try:
         conv(v)
@@ -166,3 +167,20 @@ def labelled(md, target, classify, ids):
     col = md[target]
     ok = [s for s in ids if usable(col[s], conv)]
     return ok, np.array([conv(col[s]) for s in ok], dtype=object if classify else float)
+
+
+def counts_on(table, known: list[str], mapped: bool) -> np.ndarray:
+    """The table's counts in the columns of ``known`` reads (dense [n, len(known)]): each
+    read placed by identity, or (``mapped``) by the model's own matching of other trims
+    (aam_engine.data.reads); reads with no column dropped.  How a forest on IDs is given the
+    careful analyst's best case on a table of other reads."""
+    from aam_engine.data.reads import match_reads
+    column = {s: i for i, s in enumerate(known)}
+    idx = (match_reads(table.sequences, known).index if mapped else
+           [column.get(s) for s in table.sequences])
+    X = np.zeros((table.n_samples, len(known)))
+    dense = table.counts.toarray()
+    for j, i in enumerate(idx):
+        if i is not None:
+            X[:, i] += dense[:, j]
+    return X

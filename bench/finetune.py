@@ -1,10 +1,11 @@
-"""How long a fit takes when it starts from the shipped encoder: ibd-2538's labelled samples
-(rarefied to 5,000 reads), Crohn's disease vs control, validation groups = subjects, the
-plugin's defaults (five cross-fitted heads on the frozen, cached encoder; then the comparison
-with a random forest and an L2 linear model on the same folds), against the same fit that
-first pretrains an encoder on the table (10 epochs, CPU size) and a random forest alone.
+"""How long a fit and a prediction take with the defaults, on a table of the size a user
+brings: ibd-2538's labelled samples (rarefied to 5,000 reads), Crohn's disease vs control,
+grouped by family (bench/datasets.py).  Measured side by side in one run: the default fit
+(the stack on the shipped encoder, with the baselines scored on the same folds), the same
+without the baselines, with AAM's heads added to the stack, the prediction of every sample,
+and a random forest with q2-sample-classifier's defaults fitted once.
 
-    python bench/finetune.py            # -> bench/results/finetune.md
+    python bench/finetune.py            # -> bench/results/finetune.md (quiet machine)
 """
 from __future__ import annotations
 
@@ -17,51 +18,52 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from transfer import RESULTS, load, STUDIES  # noqa: E402
+from baselines import rf_q2  # noqa: E402
+from datasets import RESULTS, labelled, load, unit  # noqa: E402
+from tables import commit  # noqa: E402
+
+STUDY, TARGET = "ibd-2538", "ibd"
 
 
 def main():
     import torch
-    from aam_engine import api, pretrained
-    from aam_engine.baselines import rf_q2
+    from aam_engine import api
     warnings.simplefilter("ignore")
-    table, md = load("ibd-2538")
-    y = {s: md.at[s, "ibd"] for s in table.sample_ids}
-    groups = {s: md.at[s, "host_subject_id"] for s in table.sample_ids}
+    table, md = load(STUDY)
+    ids, y = labelled(md, TARGET, True, table.sample_ids)
+    table = table.subset(ids)
+    table = table.filter_features([f for f, n in zip(table.feature_ids,
+                                                     np.asarray(table.counts.sum(0)).ravel())
+                                   if n > 0])
+    groups = {s: g for s, g in unit(STUDY, md).items() if s in set(ids)}
+    targets = dict(zip(ids, y))
     rows = []
 
     def timed(label, fn):
         t0 = time.time()
         out = fn()
-        rows.append((label, (time.time() - t0) / 60, out))
-        print(f"{label}: {rows[-1][1]:.2f} min", file=sys.stderr)
+        rows.append((label, (time.time() - t0) / 60))
+        print(f"{label}: {rows[-1][1]:.2f} min", file=sys.stderr, flush=True)
         return out
-
-    shipped = pretrained.default_encoder()
-    tc = dict(progress=False)
-    m = timed("AAM from the shipped encoder, defaults (heads + comparison with baselines)",
-              lambda: api.fit(table, y, "classification", api.ModelConfig(),
-                              api.TrainConfig(**tc), encoder=shipped, groups=groups))
-    timed("AAM from the shipped encoder, heads only (compare_baselines off)",
-          lambda: api.fit(table, y, "classification", api.ModelConfig(),
-                          api.TrainConfig(compare_baselines=False, **tc), encoder=shipped,
-                          groups=groups))
-    tree = STUDIES["ibd-2538"]["dir"] / STUDIES["ibd-2538"]["tree"]
-    timed("AAM pretraining an encoder on the table first, then heads (CPU size, epochs 10 for both)",
-          lambda: api.fit(table, y, "classification",
-                          api.ModelConfig(preset="cpu"),
-                          api.TrainConfig(epochs=10, compare_baselines=False, **tc),
-                          tree=tree, groups=groups))
+    fit = lambda **kw: api.fit(table, targets, "classification", api.ModelConfig(**kw.pop(
+        "model", {})), api.TrainConfig(progress=False, **kw), groups=groups)
+    m = timed("fit, the defaults (the stack on the shipped encoder + the baselines on the "
+              "same folds)", fit)
+    timed("fit, the stack alone (compare_baselines off)", lambda: fit(compare_baselines=False))
+    timed("fit, the stack with AAM's heads added (stack + heads)",
+          lambda: fit(model={"stack": api.ModelConfig().stack + ",heads"},
+                      compare_baselines=False))
+    timed(f"predict all {table.n_samples} samples", lambda: api.predict(m, table))
     X = table.counts.toarray()
-    lab = np.array([y[s] for s in table.sample_ids])
     timed("random forest (q2-sample-classifier defaults), one fit on every sample",
-          lambda: rf_q2(X, lab, X[:1], True))
-    head = (f"Fit times on {table.n_samples} samples ({len(set(groups.values()))} subjects) of "
-            f"ibd-2538, {time.strftime('%Y-%m-%d')}, {platform.platform()}, torch "
-            f"{torch.__version__}, {torch.get_num_threads()} threads; `python bench/finetune.py`")
-    lines = [head, "", "| what | minutes |", "|---|---|"]
-    lines += [f"| {label} | {minutes:.2f} |" for label, minutes, _ in rows]
-    lines += ["", f"The defaults' verdict on these samples: {m.extra['baselines']['verdict']}"]
+          lambda: rf_q2(X, np.asarray(y), X[:1], True))
+    lines = [f"# Fit and prediction time, {table.n_samples} samples x {table.n_features} ASVs",
+             "", f"ibd-2538 ({len(set(groups.values()))} families / subjects), Crohn's disease "
+             f"vs control; `python bench/finetune.py`, commit {commit()}, "
+             f"{time.strftime('%Y-%m-%d')}, {platform.platform()}, torch {torch.__version__}, "
+             f"{torch.get_num_threads()} threads.", "", "| what | minutes |", "|---|---|"]
+    lines += [f"| {label} | {minutes:.2f} |" for label, minutes in rows]
+    lines += ["", f"The default fit's verdict on these samples: {m.extra['stack']['verdict']}"]
     text = "\n".join(lines) + "\n"
     (RESULTS / "finetune.md").write_text(text)
     print(text)

@@ -57,7 +57,7 @@ WORKLOADS = {
     "default": dict(model=dict(embedding_dim=128, attention_heads=4, attention_layers=4,
                                max_bp=150, token_limit=1024), batch_size=8),
     # pretraining the shipped encoder: the corpus (build/corpus, `make corpus`), its model
-    # and reads shortened by up to 10 bases (pretrained/build_encoder.py)
+    # and reads shortened by up to 10 bases (shipped_encoder/build_encoder.py)
     "corpus": dict(model=dict(embedding_dim=64, attention_heads=4, attention_layers=2,
                               max_bp=100, token_limit=256), batch_size=16, read_trim=10,
                    mask_ratio=0.0),
@@ -70,7 +70,7 @@ def load_workload(name: str):
     from aam_engine.data.table import SampleTable, read_biom
     warnings.simplefilter("ignore")
     if name == "corpus":
-        sys.path.insert(0, str(ROOT / "pretrained"))
+        sys.path.insert(0, str(ROOT / "shipped_encoder"))
         import build_encoder as B
         from aam_engine.data import batch_unifrac, merge_tables, read_fasta
         corpus = ROOT / "build" / "corpus"
@@ -100,7 +100,7 @@ def load_workload(name: str):
 def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> dict:
     import torch
     from aam_engine.config import ModelConfig
-    from aam_engine.data import BatchBuilder
+    from aam_engine.data import BatchBuilder, ReadNoise
     from aam_engine.models import AAM
     from aam_engine.training import losses as L
     from aam_engine.runtime import autocast
@@ -126,8 +126,8 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
         from aam_engine.data import batch_unifrac
         _, dist = batch_unifrac(table, DATA / "sleep-apnea" / "tree.nwk")
     trim = w.get("read_trim", 0)
-    bb = BatchBuilder(table, mcfg.token_limit, mcfg.max_bp, distances=dist, mask_ratio=mask_ratio,
-                      read_trim=trim)
+    bb = BatchBuilder(table, mcfg.token_limit, mcfg.max_bp, distances=dist,
+                      noise=ReadNoise(mask_ratio=mask_ratio, read_trim=trim))
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], 1e-4)
     rng = np.random.default_rng(0)
     # 'matrix' / 'tree': batches (with their distances) built inside the timed loop, as in
@@ -160,9 +160,9 @@ def run_case(case: str, workload: str, device: str, steps: int, warmup: int) -> 
         t = b.to_torch(dev)
         with autocast(dev, precision):
             # as the trainer: the ASV-set sketch is not computed (no loss reads it)
-            out = fwd(**t, asv_cache=cache, dedup=case != "naive")
+            out = fwd(t, asv_cache=cache, dedup=case != "naive")
         emb, offset = out["learned_embedding"], out["learned_offset"]   # what training fits
-        loss = L.pairwise_loss(emb, t["distances"], offset)
+        loss = L.pairwise_loss(emb, t.distances, offset)
         if "nuc_logits" in out:
             loss = loss + L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
         opt.zero_grad(set_to_none=True)

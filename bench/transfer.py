@@ -1,33 +1,28 @@
 """Does the shipped encoder carry to studies it never saw, and to reads of another trim?
 
-Leave-one-study-out: each study below was never part of the shipped encoder's pretraining
-(the shared datasets are not in the corpus; the corpus studies are the encoder's held-out
-studies, HELD_OUT_STUDIES of pretrained/build_encoder.py).  On grouped splits of each (whole
-subjects / families in the test set), fitted on the training part, scored on the test part:
-  aam_corpus   heads on the shipped encoder (the plugin's default without an encoder);
-  aam_scratch  an encoder pretrained on the training part's own UniFrac (10 epochs, CPU size,
-               the study's tree), then heads on it: what the plugin did before;
-  rf_tuned, l2_linear, rf_q2   the baselines of bench/baselines.py, same samples.
-Re-trim (ibd-2538, its test subjects): the same fitted models predict the test samples with
-every ASV read one base later and ten bases shorter (90 nt, as another primer / trim gives),
-against the test samples as they are; a random forest on IDs cannot match such a table at
-all, its best case is a forest fitted on training ASVs cut to the common region.
+Leave-one-study-out: every study here was never part of the shipped encoder's pretraining
+(the shared datasets are not in its corpus; the mlrepo-* studies are the ones it held out).
+On the report splits of each (bench/datasets.py: whole independent units in the test part),
+the runs of `python bench/accuracy.py --splits report` (the default fit on the shipped
+encoder, the stack without its encoder components, the baselines), beside
+  aam_own    the same stack on an encoder pretrained (10 epochs) on the training part's own
+             UniFrac (the study's tree): what a fit given a tree does (first OWN_SEEDS seeds).
+Re-trim (ibd-2538, development splits): the test part with every read one base later and ten
+bases shorter (90 nt, as another primer and length give), predicted by the same fitted models
+with reads of other trims read as their training reads (the default), and read as they are;
+the tuned forest on the training reads, given the test reads mapped the same way (its best
+case), and given them as they are (no shared feature).
 
-    python bench/transfer.py [--studies ibd-2538,...] [--seeds 0,1,2] [--aam aam_corpus]
+    python bench/transfer.py                    # both parts (after accuracy.py --splits report)
+    python bench/transfer.py --part retrim --seeds 0
 
-Re-trimmed reads are predicted twice: as the plugin does (``match_reads``: a read that is
-another trim of a training read is read as that read; aam_engine.data.reads) and read as they
-are (``match_reads=False``).
-
-Needs build/corpus (`make corpus`) for the corpus studies.  Every finished split is appended
-to bench/results/transfer.runs.jsonl (a rerun skips it); the tables are written to
-bench/results/leave-one-study-out.md and bench/results/retrim.md.
+Needs build/corpus (`make corpus`) for the mlrepo studies.  Runs are appended to
+bench/results/transfer.runs.jsonl (a rerun resumes); tables: leave-one-study-out.md, retrim.md.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 import warnings
@@ -35,237 +30,182 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "bench"))
-from accuracy import CPU_SIZE, DATA, RESULTS, read_metadata, scores, usable  # noqa: E402
-from baselines import BASELINES, NAMES  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import BASELINE_NAMES, BASELINES, REPORT_SEEDS  # noqa: E402
+from datasets import DATASETS, RESULTS, counts_on, labelled, load, splits, unit  # noqa: E402
+from tables import commit, interval_cell, ms  # noqa: E402
 
-CORPUS = ROOT / "build" / "corpus"
-# name: where, table, sequences, tree, depth, group column, target, classify
-STUDIES = {
-    "ibd-2538": dict(dir=DATA / "ibd-2538", table="table.qza", sequences=None,
-                     tree="tree-pruned.nwk", depth=5000, group="host_subject_id", target="ibd"),
-    "sleep-apnea": dict(dir=DATA / "sleep-apnea", table="table.biom", sequences=None,
-                        tree="tree.nwk", depth=1000, group="host_subject_id",
-                        target="exposure_type"),
-    "mlrepo-kostic": dict(dir=CORPUS / "mlrepo-kostic", table="table.biom",
-                          sequences="../sequences.fasta", tree="../tree.nwk", depth=1000,
-                          group="subject", target="tissue"),
-    "mlrepo-ravel": dict(dir=CORPUS / "mlrepo-ravel", table="table.biom",
-                         sequences="../sequences.fasta", tree="../tree.nwk", depth=1000,
-                         group="subject", target="nugent_category"),
-    "mlrepo-turnbaugh": dict(dir=CORPUS / "mlrepo-turnbaugh", table="table.biom",
-                             sequences="../sequences.fasta", tree="../tree.nwk", depth=1000,
-                             group="family", target="obesity"),
-}
+LOSO = ("ibd-2538", "sleep-apnea", "mlrepo-kostic", "mlrepo-ravel", "mlrepo-turnbaugh")
 RETRIM = dict(start=1, length=90, study="ibd-2538")
-AAM_MODELS = ("aam_corpus", "aam_scratch")
-MODELS = AAM_MODELS + tuple(BASELINES)
-LABEL = {"aam_corpus": "AAM, heads on the shipped encoder",
-         "aam_scratch": "AAM, encoder pretrained on the study itself", **NAMES}
+OWN_EPOCHS = 10
+OWN_SEEDS = 3
+LOG = RESULTS / "transfer.runs.jsonl"
+REPORT_RUNS = RESULTS / "accuracy-report.runs.jsonl"
 
 
-def load(name):
-    from aam_engine.data import load_biom, read_fasta
-    spec = STUDIES[name]
-    d = spec["dir"]
-    if not d.exists():
-        sys.exit(f"{d} not found" + (" (run `make corpus`)" if CORPUS in d.parents else ""))
-    seqs = read_fasta(d / spec["sequences"]) if spec["sequences"] else None
-    table = load_biom(d / spec["table"], seqs)
-    md = read_metadata(d / "metadata.tsv")
-    table = table.subset([s for s in table.sample_ids if s in md.index
-                          and usable(md.at[s, spec["target"]], str)])
-    return table.rarefy(spec["depth"], seed=0), md
-
-
-def matrix(tables, rows_of):
-    """Counts of several tables' samples over the union of their features (IDs as given)."""
-    feats = sorted(set().union(*(t.feature_ids for t in tables)))
-    col = {f: i for i, f in enumerate(feats)}
-    out = []
-    for t, ids in zip(tables, rows_of):
-        X = np.zeros((len(ids), len(feats)))
-        sub = t.counts[t.index_of(ids)].toarray()
-        X[:, [col[f] for f in t.feature_ids]] = sub
-        out.append(X)
-    return out
-
-
-def run_split(name, table, md, seed, shipped, aam=AAM_MODELS):
+def own_encoder(name, table, train, groups, seed):
+    """An encoder pretrained on the training part's UniFrac (the study's own tree)."""
     from aam_engine import api
-    from aam_engine.data import split_ids
-    spec = STUDIES[name]
-    # a sample without a group value is a group of its own
-    groups = {s: md.at[s, spec["group"]] if usable(md.at[s, spec["group"]], str) else s
-              for s in table.sample_ids}
-    train, test = split_ids(table.sample_ids, 0.25, seed, groups)
-    y = {s: md.at[s, spec["target"]] for s in table.sample_ids}
-    tr_t, te_t = table.subset(train), table.subset(test)
-    g_tr = {s: groups[s] for s in train}
-    rec = {"study": name, "seed": seed, "n_train": len(train), "n_test": len(test),
-           "n_test_groups": len({groups[s] for s in test}), "models": {}, "minutes": {}}
-    # the baselines are fitted below on the test split itself (compare_baselines: the validation)
-    tc = dict(random_seed=seed, progress=False, compare_baselines=False)
-    fitted = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t0 = time.time()
-        fitted["aam_corpus"] = api.fit(tr_t, y, "classification", api.ModelConfig(),
-                                       api.TrainConfig(**tc), encoder=shipped, groups=g_tr)
-        rec["minutes"]["aam_corpus"] = (time.time() - t0) / 60
-        if "aam_scratch" in aam:
-            t0 = time.time()
-            enc = api.pretrain(tr_t, api.ModelConfig(**CPU_SIZE),
-                               api.TrainConfig(epochs=10, **tc), tree=spec["dir"] / spec["tree"],
-                               groups=g_tr)
-            fitted["aam_scratch"] = api.fit(tr_t, y, "classification", api.ModelConfig(),
-                                            api.TrainConfig(**tc), encoder=enc, groups=g_tr)
-            rec["minutes"]["aam_scratch"] = (time.time() - t0) / 60
-    y_te = [y[s] for s in test]
-    for m, model in fitted.items():
-        ids, labels, _, _ = api.predict(model, te_t)
-        rec["models"][m] = scores([y[s] for s in ids], list(labels), True)
-    Xtr, Xte = matrix([tr_t, te_t], [train, test])
-    y_tr = np.array([y[s] for s in train])
-    g = np.array([groups[s] for s in train])
-    for m, fn in BASELINES.items():
-        t0 = time.time()
-        pred, chosen = fn(Xtr, y_tr, Xte, True, g, seed)
-        rec["models"][m] = {**scores(y_te, list(pred), True), **chosen}
-        rec["minutes"][m] = (time.time() - t0) / 60
-    if name == RETRIM["study"]:
-        rt = te_t.trimmed(RETRIM["start"], RETRIM["length"])
-        rec["retrim"], rec["retrim_as_is"] = {}, {}
-        for m, model in fitted.items():
-            ids, labels, _, _ = api.predict(model, rt)
-            rec["retrim"][m] = scores([y[s] for s in ids], list(labels), True)
-            ids, labels, _, _ = api.predict(model, rt, match_reads=False)
-            rec["retrim_as_is"][m] = scores([y[s] for s in ids], list(labels), True)
-        # a forest on raw IDs: no ASV of the re-trimmed table is a training feature
-        Xtr_raw, Xte_raw = matrix([tr_t, rt], [train, test])
-        pred, _ = BASELINES["rf_tuned"](Xtr_raw, y_tr, Xte_raw, True, g, seed)
-        rec["retrim"]["rf_tuned_raw_ids"] = scores(y_te, list(pred), True)
-        # its best case: training ASVs cut to the common region too
-        Xtr_c, Xte_c = matrix([tr_t.trimmed(RETRIM["start"], RETRIM["length"]), rt],
-                              [train, test])
-        pred, _ = BASELINES["rf_tuned"](Xtr_c, y_tr, Xte_c, True, g, seed)
-        rec["retrim"]["rf_tuned_common_region"] = scores(y_te, list(pred), True)
+    spec = DATASETS[name]
+    enc = api.pretrain(table.subset(train), api.ModelConfig(preset="cpu"),
+                       api.TrainConfig(epochs=OWN_EPOCHS, progress=False, random_seed=seed),
+                       tree=str(spec["dir"] / spec["tree"]),
+                       groups={s: groups[s] for s in train})
+    return enc
+
+
+def own_split(name, table, md, seed, train, test) -> dict:
+    """The default stack on an encoder pretrained on the training part itself."""
+    from aam_engine import api
+    from aam_engine.metrics import prediction_scores
+    groups = unit(name, md)
+    enc = own_encoder(name, table, train, groups, seed)
+    target, classify = DATASETS[name]["targets"][0]
+    tr, ytr = labelled(md, target, classify, train)
+    te, yte = labelled(md, target, classify, test)
+    m = api.fit(table.subset(tr), dict(zip(tr, ytr)), "classification" if classify
+                else "regression", api.ModelConfig(),
+                api.TrainConfig(progress=False, compare_baselines=False, random_seed=seed),
+                encoder=enc, groups={s: groups[s] for s in tr})
+    pred = np.asarray(api.predict(m, table.subset(te))[1])
+    return {"aam_own": prediction_scores(yte, pred, classify), "test_units":
+            sorted({groups[s] for s in test})}
+
+
+def retrim_split(table, md, seed, train, test) -> dict:
+    from aam_engine import api
+    from aam_engine.data.reads import known_reads
+    from aam_engine.metrics import prediction_scores
+    name = RETRIM["study"]
+    target, classify = DATASETS[name]["targets"][0]
+    units = unit(name, md)
+    tr, ytr = labelled(md, target, classify, train)
+    te, yte = labelled(md, target, classify, test)
+    test_t = table.subset(te)
+    cut = test_t.trimmed(RETRIM["start"], RETRIM["length"])
+    m = api.fit(table.subset(tr), dict(zip(tr, ytr)), "classification", api.ModelConfig(),
+                api.TrainConfig(progress=False, compare_baselines=False, random_seed=seed),
+                groups={s: units[s] for s in tr})
+    score = lambda p: prediction_scores(yte, np.asarray(p), True)
+    rec = {"seed": seed, "aam": score(api.predict(m, test_t)[1]),
+           "aam_retrimmed": score(api.predict(m, cut)[1]),
+           "aam_retrimmed_as_is": score(api.predict(m, cut, match_reads=False)[1])}
+    # the forest on the training reads: the test reads as they are, re-trimmed and mapped by
+    # the same matching the model uses, and re-trimmed as they are (nothing shared)
+    train_t = table.subset(tr)
+    known = known_reads(train_t)
+    on_known = lambda t, mapped: counts_on(t, known, mapped)
+    Xtr = on_known(train_t, False)
+    g = np.array([units[s] for s in tr])
+    fit = lambda X: BASELINES["rf_tuned"](Xtr, ytr, X, True, g, seed)[0]
+    rec.update(forest=score(fit(on_known(test_t, False))),
+               forest_retrimmed_mapped=score(fit(on_known(cut, True))),
+               forest_retrimmed_as_is=score(fit(on_known(cut, False))))
     return rec
-
-
-def mean_sd(values):
-    v = np.asarray(values, float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
-
-
-def tables(runs, header):
-    by = {}
-    for r in runs:
-        by.setdefault(r["study"], []).append(r)
-    lines = [header, "",
-             "| study (target) | splits (n) | test groups | model | macro F1 | balanced acc. | "
-             "const | AAM (shipped encoder) − best baseline |", "|---|---|---|---|---|---|---|---|"]
-    for study, rs in by.items():
-        target = STUDIES[study]["target"]
-        best = max(BASELINES, key=lambda m: np.mean([r["models"][m]["macro_f1"] for r in rs]))
-        gap = np.array([r["models"]["aam_corpus"]["macro_f1"] - r["models"][best]["macro_f1"]
-                        for r in rs])
-        for m in [m for m in MODELS if all(m in r["models"] for r in rs)]:
-            f1 = [r["models"][m]["macro_f1"] for r in rs]
-            lines.append(
-                f"| {study} ({target}) | {len(rs)} (seeds {','.join(str(r['seed']) for r in rs)}) "
-                f"| {mean_sd([r['n_test_groups'] for r in rs])} | {LABEL[m]} | {mean_sd(f1)} | "
-                f"{mean_sd([r['models'][m]['balanced_accuracy'] for r in rs])} | "
-                f"{mean_sd([r['models'][m]['const'] for r in rs])} | "
-                + (f"{mean_sd(gap)} (vs {LABEL[best]})" if m == "aam_corpus" else "") + " |")
-    lines += ["", "Macro F1 per split (seed: the AAM models / best of the baselines):", ""]
-    for study, rs in by.items():
-        lines.append(f"- {study}: " + "; ".join(
-            f"{r['seed']}: " + " / ".join(f"{r['models'][m]['macro_f1']:.3f}"
-                                         for m in AAM_MODELS if m in r["models"])
-            + f" / {max(r['models'][m]['macro_f1'] for m in BASELINES):.3f}" for r in rs))
-    rt = [r for r in runs if "retrim" in r]
-    rlines = []
-    if rt:
-        rlines = [header.replace("Leave-one-study-out", "Re-trimmed reads"), "",
-                  f"{RETRIM['study']} test subjects, every read cut to {RETRIM['length']} nt "
-                  f"from base {RETRIM['start'] + 1} (one base later, ten shorter), predicted by "
-                  "the models fitted on the reads as they are; macro F1, mean ± sd over "
-                  f"{len(rt)} grouped splits.", "",
-                  "| model | reads as they are | re-trimmed reads | re-trimmed, const |",
-                  "|---|---|---|---|"]
-        f1 = lambda part, m: mean_sd([r[part][m]["macro_f1"] for r in rt])
-        const = lambda part, m: mean_sd([r[part][m]["const"] for r in rt])
-        for m in [m for m in AAM_MODELS if all(m in r["models"] for r in rt)]:
-            rlines.append(f"| {LABEL[m]} (the plugin: other trims read as the training reads) "
-                          f"| {f1('models', m)} | {f1('retrim', m)} | {const('retrim', m)} |")
-            if all("retrim_as_is" in r for r in rt):
-                rlines.append(f"| {LABEL[m]}, every read as it is (match_reads=False) | – | "
-                              f"{f1('retrim_as_is', m)} | {const('retrim_as_is', m)} |")
-        rlines.append(f"| RandomForest, tuned, on ASV IDs | {f1('models', 'rf_tuned')} | "
-                      f"{f1('retrim', 'rf_tuned_raw_ids')} (no shared feature) | "
-                      f"{const('retrim', 'rf_tuned_raw_ids')} |")
-        rlines.append("| RandomForest, tuned, on IDs cut to the common region (its best case) "
-                      f"| – | {f1('retrim', 'rf_tuned_common_region')} | "
-                      f"{const('retrim', 'rf_tuned_common_region')} |")
-    return "\n".join(lines) + "\n", "\n".join(rlines) + "\n"
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--studies", default=",".join(STUDIES))
-    ap.add_argument("--seeds", default="0,1,2", help="development split seeds")
-    ap.add_argument("--aam", default=",".join(AAM_MODELS),
-                    help="AAM models to fit (aam_scratch pretrains on each split: the slow one)")
+    ap.add_argument("--part", choices=("loso", "retrim", "both"), default="both")
+    ap.add_argument("--studies", default=",".join(LOSO))
+    ap.add_argument("--seeds", default="0,1,2", help="re-trim: development split seeds")
     args = ap.parse_args()
-    aam = tuple(args.aam.split(","))
-    import torch
-    from aam_engine import pretrained
-    shipped = pretrained.default_encoder()
-    card = pretrained.card()
-    log = RESULTS / "transfer.runs.jsonl"
-    import subprocess
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
-                            capture_output=True, text=True).stdout.strip()
-    key = card["weights_sha256"]
     done = {}
-    if log.exists():
-        for line in log.read_text().splitlines():
+    if LOG.exists():
+        for line in LOG.read_text().splitlines():
             r = json.loads(line)
-            if r.get("encoder_sha256") == key and all(m in r["models"] for m in aam):
-                done[(r["study"], r["seed"])] = r
-    runs = []
-    t0 = time.time()
-    for name in args.studies.split(","):
+            done[(r["part"], r["dataset"], r["seed"])] = r
+    warnings.simplefilter("ignore")
+    todo = []
+    if args.part in ("loso", "both"):
+        own = [int(s) for s in REPORT_SEEDS.split(",")][:OWN_SEEDS]
+        todo += [("loso", name, own) for name in args.studies.split(",")]
+    if args.part in ("retrim", "both"):
+        todo.append(("retrim", RETRIM["study"], [int(s) for s in args.seeds.split(",")]))
+    for part, name, seeds in todo:
         table, md = load(name)
-        for seed in map(int, args.seeds.split(",")):
-            r = done.get((name, seed))
-            if r is None:
-                r = run_split(name, table, md, seed, shipped, aam)
-                r["encoder_sha256"], r["commit"] = key, commit
-                with open(log, "a") as fh:
-                    fh.write(json.dumps(r) + "\n")
-                print(f"{name} seed {seed}: " + ", ".join(
-                    f"{m} {v['macro_f1']:.3f}" for m, v in r["models"].items()), file=sys.stderr)
-            runs.append(r)
-    header = (f"Leave-one-study-out, {time.strftime('%Y-%m-%d')}, {platform.platform()}, torch "
-              f"{torch.__version__}, {torch.get_num_threads()} threads; shipped encoder "
-              f"{key[:12]} (built at commit {card['commit'][:10]}); engine at commit "
-              f"{', '.join(sorted({r.get('commit', '?') for r in runs}))}; "
-              f"`python bench/transfer.py --studies {args.studies} --seeds {args.seeds}"
-              + (f" --aam {args.aam}" if aam != AAM_MODELS else "")
-              + "`; development splits (grouped, "
-              f"test size 0.25), held-out samples only; mean ± sd (ddof 1) over splits; const = "
-              "fraction of test predictions equal to the most common one")
-    loso, rt = tables(runs, header)
-    (RESULTS / "leave-one-study-out.md").write_text(loso)
-    if rt.strip():
-        (RESULTS / "retrim.md").write_text(rt)
-    print(loso + "\n" + rt)
-    print(f"{(time.time() - t0) / 60:.1f} min", file=sys.stderr)
+        for seed, train, test in splits(name, table, md, seeds):
+            if (part, name, seed) in done:
+                continue
+            t0 = time.time()
+            rec = (own_split(name, table, md, seed, train, test) if part == "loso"
+                   else retrim_split(table, md, seed, train, test))
+            rec.update(part=part, dataset=name, seed=seed, commit=commit(),
+                       minutes=(time.time() - t0) / 60)
+            with open(LOG, "a") as f:
+                f.write(json.dumps(rec) + "\n")
+            done[(part, name, seed)] = rec
+            print(json.dumps(rec)[:300], file=sys.stderr, flush=True)
+    runs = list(done.values())
+    report = ([json.loads(line) for line in REPORT_RUNS.read_text().splitlines()]
+              if REPORT_RUNS.exists() else [])
+    (RESULTS / "leave-one-study-out.md").write_text(loso_table(runs, report))
+    (RESULTS / "retrim.md").write_text(retrim_table(runs))
+    print(loso_table(runs, report))
+    print(retrim_table(runs))
+
+
+def header(runs, what) -> list[str]:
+    commits = sorted({r["commit"] for r in runs})
+    minutes = sum(r["minutes"] for r in runs)
+    return [f"# {what}", "", f"`python bench/transfer.py` (development splits), commit "
+            f"{', '.join(commits)}, {minutes:.0f} min on this project's 2-core CPU machine. "
+            "Held-out units only; mean ± sd (ddof 1) over splits; differences: mean and 95% "
+            "t-interval over splits (> 0: AAM better).", ""]
+
+
+def loso_table(runs, report) -> str:
+    own = {(r["dataset"], r["seed"]): r for r in runs if r["part"] == "loso"}
+    report = [r for r in report if r["dataset"] in LOSO]
+    if not report:
+        return ""
+    commits = sorted({r["commit"] for r in report} | {r["commit"] for r in own.values()})
+    lines = ["# Studies the shipped encoder never saw (leave-one-study-out)", "",
+             "The report splits of `python bench/accuracy.py --splits report` (every column but "
+             f"one), and `python bench/transfer.py --part loso` (the encoder pretrained on the "
+             f"study: its first {OWN_SEEDS} report splits); commits {', '.join(commits)}. "
+             "Held-out independent units only; mean ± sd (ddof 1) over splits; AAM − best "
+             "baseline: mean and 95% t-interval over splits (> 0: AAM better).", "",
+             "| study: target (metric) | units train/test | n | AAM (shipped encoder) | AAM "
+             "(encoder pretrained on the study) | AAM without encoder components | best "
+             "baseline | AAM − best baseline |", "|---|---|---|---|---|---|---|---|"]
+    for name in dict.fromkeys(r["dataset"] for r in report):
+        rs = [r for r in report if r["dataset"] == name]
+        target, classify = DATASETS[name]["targets"][0]
+        rt = [r["targets"][target] for r in rs if target in r["targets"]]
+        key, sign = ("macro_f1", 1) if classify else ("mae", -1)
+        best = max(BASELINES, key=lambda b: sign * np.mean([t[b][key] for t in rt]))
+        v = lambda m: ms([t[m][key] for t in rt])
+        mine = ms([own[(name, r["seed"])]["aam_own"][key] for r in rs if (name, r["seed"]) in own])
+        units = ", ".join(dict.fromkeys(f"{r['units'][0]}/{r['units'][1]}" for r in rs))
+        diff = [sign * (t["aam"][key] - t[best][key]) for t in rt]
+        lines.append(f"| {name}: {target} ({'macro F1' if classify else 'MAE'}) | {units} | "
+                     f"{len(rt)} | {v('aam')} | {mine} | {v('aam_plain')} | "
+                     f"{v(best)} ({BASELINE_NAMES[best]}) | {interval_cell(diff)} |")
+    return "\n".join(lines) + "\n"
+
+
+def retrim_table(runs) -> str:
+    runs = [r for r in runs if r["part"] == "retrim"]
+    if not runs:
+        return ""
+    rows = [("AAM, the default fit (other trims read as their training reads)", "aam",
+             "aam_retrimmed"),
+            ("the same model, every read as it is (--p-no-match-reads)", None,
+             "aam_retrimmed_as_is"),
+            ("RandomForest (tuned) on the training reads, test reads mapped to them the same "
+             "way (its best case)", "forest", "forest_retrimmed_mapped"),
+            ("the same forest, test reads as they are (no read shared)", None,
+             "forest_retrimmed_as_is")]
+    lines = header(runs, f"Reads of another trim ({RETRIM['study']}: the test units' reads "
+                         f"from base {RETRIM['start'] + 1}, {RETRIM['length']} nt)") + [
+        "macro F1 on the held-out units, the reads as sequenced and re-trimmed:", "",
+        "| model | reads as they are | re-trimmed |", "|---|---|---|"]
+    for label, a, b in rows:
+        lines.append(f"| {label} | {ms([r[a]['macro_f1'] for r in runs]) if a else '–'} | "
+                     f"{ms([r[b]['macro_f1'] for r in runs])} |")
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

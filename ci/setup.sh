@@ -37,7 +37,7 @@ if [ ! -f "$STAMP" ] || [ setup.py -nt "$STAMP" ] || [ ci/setup.sh -nt "$STAMP" 
   # --no-deps for the scientific stack: Debian's numpy/pandas/scipy/skbio/biom/h5py must stay
   "$PY" -m pip install -q --disable-pip-version-check safetensors tqdm pytest hypothesis pyflakes \
     playwright
-  # the Greengenes 13_8 sequences and tree (CC BY-SA 3.0) that pretrained/build_corpus.py maps
+  # the Greengenes 13_8 sequences and tree (CC BY-SA 3.0) that shipped_encoder/build_corpus.py maps
   # the corpus's OTU IDs to; an sdist that unpacks ~150 MB (the build and its tests only)
   "$PY" -m pip install -q --disable-pip-version-check --no-deps qiime-default-reference==0.1.3
   # compat mode: a plain path entry, so packages added later are found without reinstalling

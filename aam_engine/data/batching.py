@@ -40,15 +40,30 @@ class Batch:
     def dedup_ratio(self) -> float:
         return float(self.mask.sum()) / max(1, len(self.unique_features))
 
-    def to_torch(self, device="cpu"):
-        """Dict of tensors on ``device`` (None fields left out)."""
+    def to_torch(self, device="cpu") -> "TorchBatch":
+        """The batch's arrays as tensors on ``device`` (None stays None)."""
         import torch
-        out = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if v is not None:
-                out[f.name] = torch.as_tensor(v).to(device, non_blocking=True)
-        return out
+        return TorchBatch(**{f.name: None if getattr(self, f.name) is None else
+                             torch.as_tensor(getattr(self, f.name)).to(device, non_blocking=True)
+                             for f in fields(self)})
+
+
+@dataclass
+class TorchBatch:
+    """A Batch's arrays as tensors (same names and shapes): what AAM.forward reads, by name.
+    ``folds``: each sample's fold, where the trainer cross-fits heads."""
+    sample_index: object
+    unique_features: object
+    tokens: object
+    slot_index: object
+    counts: object
+    mask: object
+    distances: object = None
+    targets: object = None
+    covariates: object = None
+    nuc_targets: object = None
+    asv_hash: object = None
+    folds: object = None
 
 
 MIN_TRIMMED_BP = 20
@@ -93,17 +108,27 @@ class MatrixDistances:
         return self.matrix[np.ix_(rows, rows)]
 
 
+@dataclass(frozen=True)
+class ReadNoise:
+    """What training does to reads: the fraction of nucleotides masked (and how: single bases
+    or spans), and the most bases a read is trimmed by (data.batching.trim_reads)."""
+    mask_ratio: float = 0.0
+    mask_strategy: str = "random"
+    read_trim: int = 0
+
+
 class BatchBuilder:
     """Turns lists of sample rows into :class:`Batch` objects.
 
     distances: a distance source with ``block(rows)`` (MatrixDistances, BatchUniFrac) or an
     [n_samples, n_samples] matrix, aligned to the table's sample order (or None);
-    targets: [n_samples] (or None); covariates: [n_samples, K] int codes (or None).
+    targets: [n_samples] (or None); covariates: [n_samples, K] int codes (or None);
+    noise: the masking and trimming training asks for (none by default).
     """
 
     def __init__(self, table: SampleTable, token_limit: int = 1024, max_bp: int = 150,
                  selection: str = "abundance", distances=None, targets=None, covariates=None,
-                 mask_ratio: float = 0.0, mask_strategy: str = "random", read_trim: int = 0):
+                 noise: ReadNoise = ReadNoise()):
         # token_limit / selection come from a validated configuration (aam_engine.config)
         self.table = table
         self.token_limit = int(token_limit)
@@ -118,9 +143,9 @@ class BatchBuilder:
                           ("covariates", self.covariates)):
             if arr is not None and len(arr) != table.n_samples:
                 raise ValueError(f"{name} has {len(arr)} rows for {table.n_samples} samples")
-        self.mask_ratio = float(mask_ratio)
-        self.mask_strategy = mask_strategy
-        self.read_trim = int(read_trim)
+        self.mask_ratio = float(noise.mask_ratio)
+        self.mask_strategy = noise.mask_strategy
+        self.read_trim = int(noise.read_trim)
         # tokenized once per table (uint8, kept and shared with it); a batch gathers rows
         self.feature_tokens = table.tokens(self.max_bp)
         # each feature's identity, from the tokens the model reads (unmasked): CRC-32 of its

@@ -14,7 +14,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import FORMAT_VERSION, __version__
+from .. import __version__
+from .format import FORMAT_VERSION
 from ..config import ModelConfig, TrainConfig
 
 CONFIG, WEIGHTS, HISTORY = "config.json", "weights.safetensors", "history.tsv"

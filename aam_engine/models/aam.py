@@ -225,47 +225,55 @@ class AAM(nn.Module):
         return per_head.mean(1)
 
     # -------------------------------------------------------------- forward
-    def forward(self, tokens, slot_index, counts, mask, unique_features=None, covariates=None,
-                nuc_targets=None, asv_cache=None, dedup: bool = True, attention=None,
-                slot_gate=None, asv_hash=None, sketch: bool = False, **_):
-        """Batch tensors (see data.Batch) -> dict with 'embedding' / 'pair_offset' (the
-        UniFrac embedding and its distance offset), 'learned_embedding' / 'learned_offset'
-        (its learned part: what the pair loss fits), 'sample_vec', 'pool_weights', and when
-        relevant 'nuc_logits'/'nuc_targets', 'prediction' (normalised regression value or class
-        logits).  The ASV-set sketch (set_sketch) joins 'embedding' only when ``sketch=True``
-        (the distances that ``embed`` gives); otherwise 'embedding' is the learned part."""
+    def forward(self, batch, asv_cache=None, sketch: bool = False, dedup: bool = True,
+                attention=None, slot_gate=None):
+        """A batch (data.TorchBatch: its tensors by name) -> dict with 'embedding' /
+        'pair_offset' (the UniFrac embedding and its distance offset), 'learned_embedding' /
+        'learned_offset' (its learned part: what the pair loss fits), 'sample_vec',
+        'pool_weights', and when relevant 'nuc_logits'/'nuc_targets', 'prediction'
+        (normalised regression value or class logits; predictors with heads).
+        ``asv_cache``: every feature's ASV vector (a frozen encoder); ``sketch``: the ASV-set
+        sketch (set_sketch) joins 'embedding' (the distances ``embed`` gives; otherwise
+        'embedding' is the learned part); ``dedup=False``: every [sample, slot] through the
+        nucleotide encoder (the seed's path, for equivalence tests and benchmarks);
+        ``attention``: a list that receives the sample encoder's attention weights;
+        ``slot_gate`` [B, S]: each ASV's input scaled (integrated gradients)."""
         out = {}
-        if asv_cache is not None:
-            slot_vecs = asv_cache[unique_features][slot_index]
-        elif dedup:
-            vecs, states = self.asv(tokens)
-            slot_vecs = vecs[slot_index]
-            if nuc_targets is not None:
-                out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), nuc_targets
-        else:
-            # the seed's path: every [sample, slot] through the nucleotide encoder, duplicates
-            # and padded slots included.  Kept for equivalence tests and benchmarks.
-            B, S = slot_index.shape
-            slot_tokens = tokens[slot_index].reshape(B * S, -1)
-            vecs, states = self.asv(slot_tokens)
-            slot_vecs = vecs.view(B, S, -1)
-            if nuc_targets is not None:
-                t = nuc_targets[slot_index].reshape(B * S, -1)
-                t = torch.where(mask.reshape(B * S, 1), t, torch.full_like(t, -100))
-                out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
-        asv_states, sample_vec, weights = self.sample(slot_vecs, counts, mask, attention, slot_gate)
-        emb, offset, learned = self.distance(sample_vec, slot_index, mask, asv_hash, slot_gate,
-                                             sketch)
+        slot_vecs = self._slot_vectors(batch, asv_cache, dedup, out)
+        asv_states, sample_vec, weights = self.sample(slot_vecs, batch.counts, batch.mask,
+                                                      attention, slot_gate)
+        emb, offset, learned = self.distance(sample_vec, batch.slot_index, batch.mask,
+                                             batch.asv_hash, slot_gate, sketch)
         out.update(sample_vec=sample_vec, pool_weights=weights, embedding=emb, pair_offset=offset,
                    learned_embedding=learned, learned_offset=self.distance.learned_offset())
         if self.cfg.task != "encoder" and len(self.heads):
-            f = out["head_features"] = self.head_features(asv_states, sample_vec, slot_vecs,
-                                                          counts, mask, tokens, slot_index,
-                                                          slot_gate)
+            f = out["head_features"] = self.head_features(
+                asv_states, sample_vec, slot_vecs, batch.counts, batch.mask, batch.tokens,
+                batch.slot_index, slot_gate)
             out["head_predictions"] = torch.stack(
-                [h(f[:, k], covariates) for k, h in enumerate(self.heads)], 1)
+                [h(f[:, k], batch.covariates) for k, h in enumerate(self.heads)], 1)
             out["prediction"] = self.combine(out["head_predictions"])
         return out
+
+    def _slot_vectors(self, batch, asv_cache, dedup: bool, out: dict):
+        """Each [sample, slot]'s ASV vector [B, S, D]: from the cache, from the batch's unique
+        ASVs encoded once, or (dedup off) every slot encoded; the masked-nucleotide logits go
+        to ``out`` where the batch carries nucleotide targets."""
+        if asv_cache is not None:
+            return asv_cache[batch.unique_features][batch.slot_index]
+        if dedup:
+            vecs, states = self.asv(batch.tokens)
+            if batch.nuc_targets is not None:
+                out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), batch.nuc_targets
+            return vecs[batch.slot_index]
+        B, S = batch.slot_index.shape
+        slot_tokens = batch.tokens[batch.slot_index].reshape(B * S, -1)
+        vecs, states = self.asv(slot_tokens)
+        if batch.nuc_targets is not None:
+            t = batch.nuc_targets[batch.slot_index].reshape(B * S, -1)
+            t = torch.where(batch.mask.reshape(B * S, 1), t, torch.full_like(t, -100))
+            out["nuc_logits"], out["nuc_targets"] = self.asv.nuc_head(states), t
+        return vecs.view(B, S, -1)
 
     def load_encoder_from(self, other: "AAM"):
         """Copy the encoder weights of a pretrained model (sizes must agree)."""

@@ -45,25 +45,32 @@ def offset_weight(cfg, learned: bool = False) -> str:
     return "distance." + ("mix_offset" if mix else "embed_offset") + ".offset"
 
 
+def mixed_distances(d_learned, d_sketch, offset: float, c: float, b: float) -> np.ndarray:
+    """The distances of the mixed embedding [c * learned, b * sketch] from its parts':
+    offset + sqrt(c^2 d_learned^2 + b^2 d_sketch^2)."""
+    dl, ds = np.asarray(d_learned, float), np.asarray(d_sketch, float)
+    return offset + np.sqrt(c ** 2 * dl ** 2 + b ** 2 * ds ** 2)
+
+
 def fit_distance_mix(d_learned, d_sketch, target) -> tuple[float, float, float]:
     """(offset, c, b) >= 0 minimising the mean squared error of the distances of the mixed
     embedding [c * learned, b * sketch], offset + sqrt(c^2 d_learned^2 + b^2 d_sketch^2),
     against ``target`` (pairs): Nelder-Mead on log c, log b from three starts (the learned
     part alone, the sketch alone, both), the offset in closed form (the mean residual, >= 0)."""
     from scipy.optimize import minimize
-    dl2, ds2 = np.asarray(d_learned, float) ** 2, np.asarray(d_sketch, float) ** 2
+    dl, ds = np.asarray(d_learned, float), np.asarray(d_sketch, float)
     y = np.asarray(target, float)
 
     def parts(q):
-        base = np.sqrt(np.exp(2 * q[0]) * dl2 + np.exp(2 * q[1]) * ds2)
+        base = mixed_distances(dl, ds, 0.0, np.exp(q[0]), np.exp(q[1]))
         return max(0.0, float((y - base).mean())), base
 
     def loss(q):
         o, base = parts(q)
         return float(((o + base - y) ** 2).mean())
     # starts: each part scaled to the targets' mean on its own, then both at half weight
-    sl = np.log(y.mean() / max(np.sqrt(dl2).mean(), 1e-12))
-    ss = np.log(y.mean() / max(np.sqrt(ds2).mean(), 1e-12))
+    sl = np.log(y.mean() / max(dl.mean(), 1e-12))
+    ss = np.log(y.mean() / max(ds.mean(), 1e-12))
     starts = ([sl, ss - 4], [sl - 4, ss], [sl - 0.35, ss - 0.35])
     best = min((minimize(loss, q0, method="Nelder-Mead") for q0 in starts), key=lambda r: r.fun)
     return parts(best.x)[0], float(np.exp(best.x[0])), float(np.exp(best.x[1]))

@@ -1,6 +1,7 @@
 """The encoder that ships with the engine: pretrained on public studies (built by
-pretrained/build_encoder.py from the corpus of pretrained/build_corpus.py), read from package
-data with no network.  ``default_encoder()`` gives it as a ModelBundle; ``card()`` its card."""
+shipped_encoder/build_encoder.py from the corpus of shipped_encoder/build_corpus.py, at the
+repository's root), read from package data with no network.  ``default_encoder()`` gives it
+as a ModelBundle; ``card()`` its card."""
 from __future__ import annotations
 
 import json

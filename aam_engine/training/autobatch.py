@@ -24,7 +24,7 @@ def activation_bytes(model, batch_tensors) -> int:
 
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = model(**batch_tensors)
+        out = model(batch_tensors)
         loss = out["embedding"].float().pow(2).mean()
         if "nuc_logits" in out:
             loss = loss + L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])

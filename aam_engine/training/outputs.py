@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..inference import run_model
-from ..metrics import capped_rows, known_pairs, r2_score
-from ..models.distance_head import fit_distance_mix
+from ..metrics import MAX_DISTANCE_ROWS, capped_rows, known_pairs, r2_score
+from ..models.distance_head import fit_distance_mix, mixed_distances
 
 
 def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
-                   max_rows: int = 512) -> dict | None:
+                   max_rows: int = MAX_DISTANCE_ROWS) -> dict | None:
     """set_sketch, after training: the offset and the scales c, b of the embedding's learned
     part and ASV-set sketch, fitted (distance_head.fit_distance_mix) so that the distances of
     the mixed embedding match UniFrac on the training pairs.  Returns what was fitted and how
@@ -38,7 +38,7 @@ def fit_sketch_mix(model, builder, train_rows, device, asv_cache=None,
     offset, c, b = fit_distance_mix(dl, ds, y)
     c, b = max(c, 1e-6), max(b, 1e-6)
     head.set_mix(offset, c, b)
-    mixed = known_pairs(np.concatenate([c * learned, b * sketch], 1), block, offset)[0]
+    mixed = mixed_distances(dl, ds, offset, c, b)
     return {"samples": int(len(rows)), "offset": offset, "learned_scale": c,
             "sketch_scale": b,
             "r2_learned_alone": r2_score(y, dl + float(head.learned_offset().detach())),

@@ -4,12 +4,12 @@ UniFrac loss over the GLOBAL batch).  What it keeps and restores (best + last ch
 exact resume) lives in checkpoints; outputs outside the loop in outputs."""
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +20,8 @@ from ..data.batching import Batch, BatchBuilder, trim_reads
 from ..data.keyed import TRIM, uniform
 from . import losses as L
 from .distributed import gather_with_grad, world_info
-from ..metrics import accuracy, capped_rows, known_pairs, macro_f1, mae, r2_score
+from ..metrics import (MAX_DISTANCE_ROWS, accuracy, capped_rows, known_pairs, macro_f1, mae,
+                       r2_score)
 from ..models.aam import head_blocks
 from .checkpoints import Checkpoints
 from ..inference import run_model
@@ -52,7 +53,7 @@ def stopping_fold(k, n_folds: int):
     return (k + 1) % n_folds
 
 
-class Trainer(Checkpoints):
+class Trainer:
     def __init__(self, model, data: TaskData, cfg: TrainConfig, checkpoint_dir=None,
                  log_dir=None):
         cfg.validate()
@@ -73,20 +74,40 @@ class Trainer(Checkpoints):
         if not (self.use_pair or self.use_nuc or self.use_target):
             raise ValueError("Nothing to train: give a distance matrix / phylogeny (penalty > 0), "
                              "targets, or a masked-nucleotide objective (nuc_penalty > 0).")
-        self.asv_cache = None
-        if self.frozen:
-            for m in model.base_modules():
-                m.requires_grad_(False)
-                m.eval()
-            tokens = data.builder.token_tensor(self.device)
-            self.asv_cache = model.asv_vectors(tokens)
+        self.asv_cache = self._freeze_base() if self.frozen else None
         self.trim_views = self._trim_views() if self.frozen and cfg.read_trim else None
         self.calibrate()
         self.class_weights = (None if data.class_weights is None else
                               torch.as_tensor(data.class_weights, dtype=torch.float32,
                                               device=self.device))
-        wrapped = model
         self.fsdp = self.world > 1 and cfg.strategy == "fsdp"
+        self.eager = self._distribute(model)
+        self.forward = maybe_compile(self.eager, cfg.compile)
+        self.opt = make_optimizer(model.parameters(), cfg)
+        n_train = len(data.train_rows)
+        self.global_batch = cfg.batch_size * self.world
+        self.steps_per_epoch = max(1, len(self._batch_slices(n_train)))
+        total = cfg.epochs * math.ceil(self.steps_per_epoch / cfg.gradient_accumulation_steps)
+        self.sched = make_scheduler(self.opt, cfg, total, self.steps_per_epoch)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
+        self.checkpoints = Checkpoints(model, self.device, self.fsdp, self.rank, checkpoint_dir)
+        self.writer = self._tensorboard(log_dir)
+        # best monitor and epochs without improvement: one per head under cross-fitting
+        n = model.cfg.ensemble if data.folds is not None else 1
+        self.state = dict(epoch=0, step=0, best=[float("inf")] * n, bad_epochs=[0] * n,
+                          nan_steps=0, skipped_steps=0, history=[])
+        self.best_state = None
+
+    def _freeze_base(self):
+        """A frozen encoder: its weights fixed, in eval mode, and every feature's ASV vector
+        computed once (the cache the heads train on)."""
+        for m in self.model.base_modules():
+            m.requires_grad_(False)
+            m.eval()
+        return self.model.asv_vectors(self.data.builder.token_tensor(self.device))
+
+    def _distribute(self, model):
+        """The model as training calls it: sharded (FSDP), replicated (DDP) or as it is."""
         if self.fsdp:
             if self.frozen:
                 raise ValueError("strategy 'fsdp' does not support freeze_base (a frozen encoder "
@@ -95,35 +116,25 @@ class Trainer(Checkpoints):
             for blk in list(model.asv.blocks) + list(model.sample.blocks):
                 fully_shard(blk)
             fully_shard(model)
-        elif self.world > 1:
+            return model
+        if self.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
-            wrapped = DDP(model, device_ids=[self.device.index] if self.device.type == "cuda"
-                          else None, find_unused_parameters=True)
-        self.forward = maybe_compile(wrapped, cfg.compile)
-        self.eager = wrapped
-        self.opt = make_optimizer(model.parameters(), cfg)
-        n_train = len(data.train_rows)
-        self.global_batch = cfg.batch_size * self.world
-        self.steps_per_epoch = max(1, len(self._batch_slices(n_train)))
-        total = cfg.epochs * math.ceil(self.steps_per_epoch / cfg.gradient_accumulation_steps)
-        self.sched = make_scheduler(self.opt, cfg, total, self.steps_per_epoch)
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
-        self.ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else None
-        self.writer = None
-        if log_dir and self.rank == 0:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-                self.writer = SummaryWriter(str(log_dir))
-            except Exception as e:  # tensorboard is optional
-                warnings.warn(f"TensorBoard logging is off ({e}); pip install tensorboard")
-        # best monitor and epochs without improvement: one per head under cross-fitting
-        n = model.cfg.ensemble if data.folds is not None else 1
-        self.state = dict(epoch=0, step=0, best=[float("inf")] * n, bad_epochs=[0] * n,
-                          nan_steps=0, skipped_steps=0, history=[])
-        self.best_state = None
+            return DDP(model, device_ids=[self.device.index] if self.device.type == "cuda"
+                       else None, find_unused_parameters=True)
+        return model
+
+    def _tensorboard(self, log_dir):
+        if not (log_dir and self.rank == 0):
+            return None
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            return SummaryWriter(str(log_dir))
+        except Exception as e:  # tensorboard is optional
+            warnings.warn(f"TensorBoard logging is off ({e}); pip install tensorboard")
+            return None
 
     @torch.no_grad()
-    def calibrate(self, max_rows: int = 512):
+    def calibrate(self, max_rows: int = MAX_DISTANCE_ROWS):
         """Before the first step (a resumed run then loads its own values): set the distance
         offset to the 1st percentile of the training samples' UniFrac distances and scale the
         embedding so the mean model distance equals the mean UniFrac distance; standardise the
@@ -176,9 +187,9 @@ class Trainer(Checkpoints):
     def _to_device(self, batch: Batch):
         t = batch.to_torch(self.device)
         if self.data.folds is not None:
-            t["folds"] = torch.as_tensor(self.data.folds[batch.sample_index], device=self.device)
-        if self.data.task == "classification" and "targets" in t:
-            t["targets"] = t["targets"].long()
+            t.folds = torch.as_tensor(self.data.folds[batch.sample_index], device=self.device)
+        if self.data.task == "classification" and t.targets is not None:
+            t.targets = t.targets.long()
         return t
 
     def _share(self, rows):
@@ -199,10 +210,10 @@ class Trainer(Checkpoints):
         per_head, losses = out["head_predictions"], []
         K = per_head.shape[1]
         for k in range(K):
-            keep = ((t["folds"] != k) & (t["folds"] != stopping_fold(k, K)) if "folds" in t
+            keep = ((t.folds != k) & (t.folds != stopping_fold(k, K)) if t.folds is not None
                     else slice(None))
-            if "folds" not in t or bool(keep.any()):
-                losses.append(self._target_loss(per_head[keep, k], t["targets"][keep]))
+            if t.folds is None or bool(keep.any()):
+                losses.append(self._target_loss(per_head[keep, k], t.targets[keep]))
         return torch.stack(losses).mean() if losses else per_head.float().sum() * 0.0
 
     def _losses(self, out, t, pair: bool = True, target: bool = True):
@@ -216,14 +227,17 @@ class Trainer(Checkpoints):
             emb, offset = out["learned_embedding"], out["learned_offset"]
             if self.world > 1:
                 emb = gather_with_grad(emb)
-            parts["pair"] = L.pairwise_loss(emb, t["distances"], offset)
+            parts["pair"] = L.pairwise_loss(emb, t.distances, offset)
         if self.use_nuc and "nuc_logits" in out:
             parts["nuc"] = L.nucleotide_loss(out["nuc_logits"], out["nuc_targets"])
         if self.use_target and target:
             parts["target"] = self._head_losses(out, t)
+        return self.weighted_total(parts), parts
+
+    def weighted_total(self, parts: dict):
+        """The loss training minimises: each part (pair, nuc, target) times its weight."""
         w = dict(pair=self.cfg.penalty, nuc=self.cfg.nuc_penalty, target=self.cfg.target_penalty)
-        total = sum(w[k] * v for k, v in parts.items())
-        return total, parts
+        return sum(w[k] * v for k, v in parts.items())
 
     @torch.no_grad()
     def _trim_views(self):
@@ -247,21 +261,22 @@ class Trainer(Checkpoints):
         and the batch re-indexed to read them)."""
         u = batch.unique_features
         v = np.floor(uniform(key + (TRIM,), u) * len(self.trim_views)).astype(np.int64)
-        cache = self.trim_views[torch.from_numpy(v).to(self.device), t["unique_features"]]
-        return cache, {**t, "unique_features": torch.arange(len(u), device=self.device)}
+        cache = self.trim_views[torch.from_numpy(v).to(self.device), t.unique_features]
+        return cache, dataclasses.replace(t, unique_features=torch.arange(len(u),
+                                                                          device=self.device))
 
     def _run(self, t, train: bool, asv_cache=None):
         fwd = self.forward if train else self.model
         asv_cache = self.asv_cache if asv_cache is None else asv_cache
         with autocast(self.device, self.precision):
             try:
-                out = fwd(**t, asv_cache=asv_cache)
+                out = fwd(t, asv_cache=asv_cache)
             except Exception as e:
                 if fwd is self.eager or fwd is self.model or not self.cfg.compile:
                     raise
                 warnings.warn(f"torch.compile failed ({type(e).__name__}: {e}); running eagerly.")
                 self.forward = fwd = self.eager
-                out = fwd(**t, asv_cache=asv_cache)
+                out = fwd(t, asv_cache=asv_cache)
         total, parts = self._losses(out, t)
         return out, total, parts
 
@@ -290,32 +305,12 @@ class Trainer(Checkpoints):
             if self.trim_views is not None:
                 cache, t = self._pick_views(batch, t, (cfg.random_seed, epoch, i))
             out, total, parts = self._run(t, train=True, asv_cache=cache)
-            finite = torch.isfinite(total.detach())
-            if self.world > 1:   # every rank must agree to skip
-                f = finite.float().to(self.device)
-                dist.all_reduce(f, op=dist.ReduceOp.MIN)
-                finite = f > 0
-            if not bool(finite):
+            if not self._all_finite(total):
                 self._skip(f"loss is {total.item()}")
                 continue
             self.scaler.scale(total / accum).backward()
-            if (i + 1) % accum == 0 or i + 1 == len(slices):
-                self.scaler.unscale_(self.opt)
-                norm = torch.nn.utils.clip_grad_norm_(
-                    [p for p in self.model.parameters() if p.requires_grad],
-                    cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
-                if hasattr(norm, "full_tensor"):       # FSDP: a sharded (DTensor) norm
-                    norm = norm.full_tensor()
-                if not torch.isfinite(norm) and self.precision != "fp16":
-                    self.opt.zero_grad(set_to_none=True)
-                    self._skip(f"gradient norm is {norm.item()}")
-                    continue
-                self.scaler.step(self.opt)
-                self.scaler.update()
-                self.opt.zero_grad(set_to_none=True)
-                if not isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                    self.sched.step()
-                self.state["step"] += 1
+            if ((i + 1) % accum == 0 or i + 1 == len(slices)) and not self._optimizer_step():
+                continue
             self.state["nan_steps"] = 0
             n = hi - lo
             n_seen += n
@@ -335,16 +330,46 @@ class Trainer(Checkpoints):
             sums, n_seen = dict(zip(keys, v[:-1].tolist())), v[-1].item()
         return {f"train_{k}": v / max(1, n_seen) for k, v in sums.items()}
 
+    def _all_finite(self, total) -> bool:
+        """Whether this step's loss is finite (on every rank: all must agree to skip)."""
+        finite = torch.isfinite(total.detach())
+        if self.world > 1:
+            f = finite.float().to(self.device)
+            dist.all_reduce(f, op=dist.ReduceOp.MIN)
+            finite = f > 0
+        return bool(finite)
+
+    def _optimizer_step(self) -> bool:
+        """Clip and apply the accumulated gradients (False: their norm was not finite and the
+        step is skipped), then advance the schedule."""
+        cfg = self.cfg
+        self.scaler.unscale_(self.opt)
+        norm = torch.nn.utils.clip_grad_norm_(
+            [p for p in self.model.parameters() if p.requires_grad],
+            cfg.max_grad_norm if cfg.max_grad_norm > 0 else float("inf"))
+        if hasattr(norm, "full_tensor"):       # FSDP: a sharded (DTensor) norm
+            norm = norm.full_tensor()
+        if not torch.isfinite(norm) and self.precision != "fp16":
+            self.opt.zero_grad(set_to_none=True)
+            self._skip(f"gradient norm is {norm.item()}")
+            return False
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.opt.zero_grad(set_to_none=True)
+        if not isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.sched.step()
+        self.state["step"] += 1
+        return True
+
     def _postfix(self, sums, n, nuc_acc):
-        p = {"TL": f"{sums.get('loss', 0) / max(1, n):.4f}",
-             "LR": f"{self.opt.param_groups[0]['lr']:.2e}"}
-        if "pair" in sums:
-            p["UL"] = f"{sums['pair'] / n:.4f}"
+        """The progress bar's running means, named as the history names them."""
+        p = {"loss": f"{sums.get('loss', 0) / max(1, n):.4f}",
+             "lr": f"{self.opt.param_groups[0]['lr']:.2e}"}
+        for part in ("pair", "nuc", "target"):
+            if part in sums:
+                p[part] = f"{sums[part] / n:.4f}"
         if "nuc" in sums:
-            p["NL"] = f"{sums['nuc'] / n:.4f}"
-            p["NA%"] = f"{100 * np.nanmean(nuc_acc):.1f}"
-        if "target" in sums:
-            p["RL" if self.data.task == "regression" else "CL"] = f"{sums['target'] / n:.4f}"
+            p["nuc_accuracy"] = f"{np.nanmean(nuc_acc):.3f}"
         return p
 
     def _skip(self, why: str):
@@ -370,7 +395,7 @@ class Trainer(Checkpoints):
         for batch in b.batches(rows, max(2, cfg.batch_size), key, mask=self.use_nuc):
             t = self._to_device(batch)
             with autocast(self.device, self.precision):
-                out = self.model(**t, asv_cache=self.asv_cache)
+                out = self.model(t, asv_cache=self.asv_cache)
             emb, offset = out["learned_embedding"], out["learned_offset"]       # what training fits (and selects on)
             embs.append(emb.float().cpu().numpy())
             offset = float(offset)
@@ -411,9 +436,8 @@ class Trainer(Checkpoints):
                 k = p.shape[1]
                 res["val_accuracy"] = accuracy(y, p.argmax(1))
                 res["val_f1"] = macro_f1(y, p.argmax(1), k)
-        w = dict(pair=cfg.penalty, nuc=cfg.nuc_penalty, target=cfg.target_penalty)
-        res["val_loss"] = sum(w[k[4:]] * v for k, v in res.items()
-                              if k[4:] in w and not k.endswith("accuracy"))
+        res["val_loss"] = self.weighted_total({k: res[f"val_{k}"] for k in ("pair", "nuc", "target")
+                                               if f"val_{k}" in res})
         return res
 
     def _monitor(self, rec: dict) -> float:
@@ -430,8 +454,11 @@ class Trainer(Checkpoints):
     # ------------------------------------------------------------------ fit
     def fit(self, resume: bool = True) -> list[dict]:
         cfg = self.cfg
-        if not (resume and self.try_resume()):
+        restored = self.checkpoints.resume(self.opt, self.sched, self.scaler) if resume else None
+        if restored is None:
             torch.manual_seed(cfg.random_seed)
+        else:
+            self.state, self.best_state = restored
         monitor_rows = self.data.val_rows if len(self.data.val_rows) else None
         from tqdm.auto import tqdm
         start = self.state["epoch"]
@@ -453,7 +480,8 @@ class Trainer(Checkpoints):
             monitor = self._monitor(rec)
             if isinstance(self.sched, torch.optim.lr_scheduler.ReduceLROnPlateau):
                 self.sched.step(monitor)
-            rec["best"] = self._keep_best(heads if heads is not None else [monitor])
+            self.best_state, rec["best"] = self.checkpoints.keep_best(
+                self.state, self.best_state, heads if heads is not None else [monitor])
             self.state["history"].append(rec)
             self.state["epoch"] = epoch + 1
             if self.writer is not None:
@@ -463,7 +491,8 @@ class Trainer(Checkpoints):
                 shown = {k: v for k, v in rec.items() if k != "epoch"}
                 print(f"epoch {epoch + 1}: " + " ".join(
                     f"{k}={v:.4g}" for k, v in shown.items()), file=sys.stderr)
-            self.save_checkpoint()
+            self.checkpoints.save(self.opt, self.sched, self.scaler, self.state,
+                                  self.best_state)
             if self.out_of_steps():
                 break
             if cfg.patience and min(self.state["bad_epochs"]) >= cfg.patience:
@@ -471,7 +500,7 @@ class Trainer(Checkpoints):
                     print(f"early stop: no improvement for {cfg.patience} epochs", file=sys.stderr)
                 break
         if self.best_state is not None:
-            self.load_model_state(self.best_state)
+            self.checkpoints.load_model_state(self.best_state)
         if self.writer is not None:
             self.writer.close()
         return self.state["history"]

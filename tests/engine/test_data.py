@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from aam_engine.data import (BatchBuilder, SampleTable, align_distances, check_distance_matrix,
+from aam_engine.data import (BatchBuilder, ReadNoise, SampleTable, align_distances,
+                             check_distance_matrix,
                              read_distance_matrix, split_ids, tokenize)
 from aam_engine.data.tokenizer import MASK, N, PAD, START, detokenize, mask_tokens
 
@@ -160,7 +161,7 @@ def test_a_share_of_a_batch_draws_what_the_whole_batch_draws(example):
     same nucleotides per ASV as the whole batch (each distributed rank builds only its share)."""
     table, dist, _ = example
     bb = BatchBuilder(table, token_limit=8, max_bp=60, distances=dist, selection="sample",
-                      mask_ratio=0.3)
+                      noise=ReadNoise(mask_ratio=0.3))
     rows = np.array([5, 2, 9, 11, 0, 7])
     whole = bb.build(rows, (4, 1, 0), mask=True)
     assert (whole.mask.sum(1) == 8).all()           # every sample subsampled
@@ -193,7 +194,8 @@ def test_keyed_sampling_follows_the_counts():
 @given(st.lists(st.integers(0, 39), min_size=1, max_size=12), st.integers(1, 40), st.integers(0, 99))
 def test_batch_builder_property(example, rows, limit, seed):
     table, _, _ = example
-    bb = BatchBuilder(table, token_limit=limit, max_bp=60, selection="sample", mask_ratio=0.2)
+    bb = BatchBuilder(table, token_limit=limit, max_bp=60, selection="sample",
+                      noise=ReadNoise(mask_ratio=0.2))
     b = bb.build(rows, np.random.default_rng(seed), mask=True)
     assert b.slot_index.shape == b.mask.shape == b.counts.shape
     assert (b.mask.sum(1) >= 1).all() and (b.mask.sum(1) <= limit).all()

@@ -48,11 +48,11 @@ def _init(rank, world, path):
 
 def _loss_and_grads(model, tensors, dist_m, world, rank):
     """Pairwise + target loss of this rank's share; grads averaged like DDP."""
-    out = model(**tensors)
+    out = model(tensors)
     emb = out["learned_embedding"]             # what training fits
     if world > 1:
         emb = gather_with_grad(emb)
-    loss = L.pairwise_loss(emb, dist_m) + L.regression_loss(out["prediction"], tensors["targets"])
+    loss = L.pairwise_loss(emb, dist_m) + L.regression_loss(out["prediction"], tensors.targets)
     loss.backward()
     grads = {}
     for n, p in model.named_parameters():
@@ -92,7 +92,7 @@ def _worker_train(rank, world, path, outdir, batch_size, strategy="ddp", ckpt=No
     trainer = Trainer(model, TaskData(b, np.arange(16), np.array([], int), "regression"), cfg,
                       checkpoint_dir=ckpt)
     trainer.fit()
-    state = trainer.export_model().state_dict()
+    state = trainer.checkpoints.export_model().state_dict()
     if rank == 0:
         torch.save(state, os.path.join(outdir, "ddp_model.pt"))
     dist.barrier()          # nobody tears down while a peer is still talking
@@ -112,7 +112,7 @@ def test_gathered_pairwise_loss_and_grads_equal_single_process(tmp_path):
     b = _builder().build(list(range(8)))
     # single process: the target loss is a mean over all 8; DDP averages two means of 4
     loss, grads = _loss_and_grads(model, b.to_torch(), torch.as_tensor(b.distances), 1, 0)
-    pair_single = L.pairwise_loss(model(**b.to_torch())["embedding"], torch.as_tensor(b.distances))
+    pair_single = L.pairwise_loss(model(b.to_torch())["embedding"], torch.as_tensor(b.distances))
     assert torch.isfinite(pair_single)
     assert set(grads) == set(ddp["grads"])
     for n, g in grads.items():

@@ -1,3 +1,4 @@
+import dataclasses
 import math
 
 import numpy as np
@@ -5,7 +6,8 @@ import pytest
 import torch
 
 from aam_engine.config import ModelConfig, TrainConfig
-from aam_engine.data import BatchBuilder
+from aam_engine.data import BatchBuilder, ReadNoise
+from aam_engine.data.batching import TorchBatch
 from aam_engine.models import AAM
 from aam_engine.training import losses as L
 
@@ -22,21 +24,21 @@ def tiny(task="encoder", **kw):
 def batch_tensors(example, rows=(0, 1, 2, 3), mask_ratio=0.0, **kw):
     table, dist, _ = example
     bb = BatchBuilder(table, TINY["token_limit"], TINY["max_bp"], distances=dist,
-                      mask_ratio=mask_ratio, **kw)
+                      noise=ReadNoise(mask_ratio=mask_ratio), **kw)
     b = bb.build(list(rows), np.random.default_rng(0), mask=mask_ratio > 0)
     return b, b.to_torch()
 
 
 def test_shapes_and_masks(example):
     b, t = batch_tensors(example, mask_ratio=0.15)
-    out = tiny("regression")(**t, sketch=True)
+    out = tiny("regression")(t, sketch=True)
     B, S = b.mask.shape
     # the learned part (16) and the default set sketch
     assert out["embedding"].shape == (B, 16 + 1024) and out["prediction"].shape == (B,)
     assert out["pool_weights"].shape == (B, S)
     assert out["nuc_logits"].shape == (len(b.unique_features), 61, 6)
     # padded slots get exactly zero pooling weight
-    assert (out["pool_weights"][~t["mask"]] == 0).all()
+    assert (out["pool_weights"][~t.mask] == 0).all()
     for v in out.values():
         assert torch.isfinite(v.float()).all()
 
@@ -49,7 +51,8 @@ def test_no_nan_with_padding_and_one_asv_samples():
     slot_index = torch.tensor([[0, 1, 0], [1, 0, 0]])
     counts = torch.tensor([[5.0, 1.0, 0.0], [3.0, 0.0, 0.0]])
     mask = counts > 0
-    out = model(tokens, slot_index, counts, mask, asv_hash=torch.tensor([11, 12]))
+    out = model(TorchBatch(torch.arange(2), torch.arange(2), tokens, slot_index, counts, mask,
+                           asv_hash=torch.tensor([11, 12])))
     loss = out["prediction"].sum() + L.pairwise_loss(out["embedding"], torch.zeros(2, 2))
     loss.backward()
     assert torch.isfinite(out["prediction"]).all()
@@ -60,12 +63,12 @@ def test_dedup_equals_naive_path(example):
     b, t = batch_tensors(example, rows=range(8), mask_ratio=0.2)
     assert b.dedup_ratio > 1
     model = tiny("regression").eval()
-    a, n = model(**t, dedup=True), model(**t, dedup=False)
+    a, n = model(t, dedup=True), model(t, dedup=False)
     for k in ("embedding", "prediction", "pool_weights"):
         torch.testing.assert_close(a[k], n[k], atol=1e-5, rtol=1e-5)
     # nucleotide logits: the unique ASV's logits are exactly those of every slot holding it
-    flat_mask = t["mask"].reshape(-1)
-    per_slot = a["nuc_logits"][t["slot_index"].reshape(-1)][flat_mask]
+    flat_mask = t.mask.reshape(-1)
+    per_slot = a["nuc_logits"][t.slot_index.reshape(-1)][flat_mask]
     torch.testing.assert_close(per_slot, n["nuc_logits"][flat_mask], atol=1e-5, rtol=1e-5)
 
 
@@ -73,7 +76,7 @@ def test_cached_asv_vectors_equal_full_forward(example):
     b, t = batch_tensors(example, rows=range(6))
     model = tiny("regression").eval()
     cache = model.asv_vectors(torch.as_tensor(BatchBuilder(example[0], 24, 60).feature_tokens))
-    torch.testing.assert_close(model(**t)["prediction"], model(**t, asv_cache=cache)["prediction"],
+    torch.testing.assert_close(model(t)["prediction"], model(t, asv_cache=cache)["prediction"],
                                atol=1e-5, rtol=1e-5)
 
 
@@ -106,7 +109,7 @@ def test_bf16_autocast_runs_on_cpu(example):
     _, t = batch_tensors(example, mask_ratio=0.15)
     model = tiny("regression")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model(**t)
+        out = model(t)
     loss = L.regression_loss(out["prediction"], torch.zeros(4)) + L.nucleotide_loss(
         out["nuc_logits"], out["nuc_targets"])
     loss.backward()
@@ -144,7 +147,8 @@ def test_train_config_validation():
 def test_auto_batch_size_from_trial_steps(example):
     from aam_engine.training.autobatch import activation_bytes, auto_batch_size
     table, dist, _ = example
-    bb = BatchBuilder(table, TINY["token_limit"], TINY["max_bp"], distances=dist, mask_ratio=0.15)
+    bb = BatchBuilder(table, TINY["token_limit"], TINY["max_bp"], distances=dist,
+                      noise=ReadNoise(mask_ratio=0.15))
     model = tiny()
     b4 = activation_bytes(model, bb.build(list(range(4)), np.random.default_rng(0), True).to_torch())
     b8 = activation_bytes(model, bb.build(list(range(8)), np.random.default_rng(0), True).to_torch())
@@ -175,7 +179,7 @@ def test_activation_checkpointing_same_gradients_less_saved_memory(example):
         model.set_activation_checkpointing(on)
         saved.append(activation_bytes(model, t))
         model.zero_grad()
-        model(**t)["embedding"].pow(2).sum().backward()
+        model(t)["embedding"].pow(2).sum().backward()
         grads.append({k: p.grad.clone() for k, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()
     for k in grads[0]:
@@ -194,8 +198,8 @@ def test_kmer_spectrum_is_the_abundance_weighted_kmer_frequencies(example):
     b, t = batch_tensors(example, rows=range(5))
     k = 3
     code = {"".join(p): i for i, p in enumerate(itertools.product("ACGT", repeat=k))}
-    rel = t["counts"] / t["counts"].sum(1, keepdim=True)
-    got = kmer_spectrum(t["tokens"], k, A, T, t["slot_index"], rel)
+    rel = t.counts / t.counts.sum(1, keepdim=True)
+    got = kmer_spectrum(t.tokens, k, A, T, t.slot_index, rel)
     want = np.zeros((len(b.sample_index), 4 ** k))
     for i in range(len(b.sample_index)):
         for s in np.flatnonzero(b.mask[i]):
@@ -207,7 +211,7 @@ def test_kmer_spectrum_is_the_abundance_weighted_kmer_frequencies(example):
     np.testing.assert_allclose(got.sum(1).numpy(), 1.0, rtol=1e-5)
     gate = torch.ones_like(rel)
     gate[0, 0] = 0
-    gated = kmer_spectrum(t["tokens"], k, A, T, t["slot_index"], rel * gate)
+    gated = kmer_spectrum(t.tokens, k, A, T, t.slot_index, rel * gate)
     assert float(gated[0].sum()) == pytest.approx(1 - float(rel[0, 0]), rel=1e-5)
     torch.testing.assert_close(gated[1:], got[1:])
 
@@ -217,8 +221,8 @@ def test_head_reads_the_kmer_spectrum(example):
     which sums to 1."""
     _, t = batch_tensors(example, rows=range(4))
     with_k, without = tiny("regression", head_kmer_size=3), tiny("regression", head_kmer_size=0)
-    f = with_k.eval()(**t)["head_features"]
-    assert f.shape[-1] == without.eval()(**t)["head_features"].shape[-1] + 4 ** 3
+    f = with_k.eval()(t)["head_features"]
+    assert f.shape[-1] == without.eval()(t)["head_features"].shape[-1] + 4 ** 3
     D = TINY["embedding_dim"]      # sample vector, composition, then the spectrum
     torch.testing.assert_close(f[..., 2 * D:2 * D + 4 ** 3].sum(-1), torch.ones(f.shape[:2]))
 
@@ -248,24 +252,25 @@ def test_set_sketch_is_appended_to_the_embedding_and_follows_shared_asvs(example
     without hashes is refused."""
     b, t = batch_tensors(example, rows=range(4))
     model = tiny("encoder", set_sketch=256).eval()
-    plain = model(**t)
+    plain = model(t)
     assert plain["embedding"].shape == (4, 16)
     torch.testing.assert_close(plain["embedding"], plain["learned_embedding"])
-    out = model(**t, sketch=True)
+    out = model(t, sketch=True)
     assert out["embedding"].shape == (4, 16 + 256)
     sk = out["embedding"][:, 16:] / model.distance.sketch_scale.log_scale.exp()
     torch.testing.assert_close(sk.norm(dim=1), torch.ones(4))
-    t2 = {k: v.clone() for k, v in t.items()}
-    t2["counts"][1] = t2["counts"][0] * 3 + 1
-    t2["slot_index"][1], t2["mask"][1] = t2["slot_index"][0], t2["mask"][0]
-    s2 = model(**t2, sketch=True)["embedding"][:, 16:]
+    t2 = dataclasses.replace(t, counts=t.counts.clone(), slot_index=t.slot_index.clone(),
+                             mask=t.mask.clone())
+    t2.counts[1] = t2.counts[0] * 3 + 1
+    t2.slot_index[1], t2.mask[1] = t2.slot_index[0], t2.mask[0]
+    s2 = model(t2, sketch=True)["embedding"][:, 16:]
     torch.testing.assert_close(s2[0], s2[1])
     # sample 0 losing half its ASVs moves its sketch, by about sqrt(2 (1 - sqrt(1/2)))
-    n = int(t["mask"][0].sum())
-    t2["mask"][1, n // 2:] = False
-    t2["counts"][1, n // 2:] = 0
-    s3 = model(**t2, sketch=True)["embedding"][:, 16:] / model.distance.sketch_scale.log_scale.exp()
+    n = int(t.mask[0].sum())
+    t2.mask[1, n // 2:] = False
+    t2.counts[1, n // 2:] = 0
+    s3 = model(t2, sketch=True)["embedding"][:, 16:] / model.distance.sketch_scale.log_scale.exp()
     expect = (2 * (1 - ((n // 2) / n) ** 0.5)) ** 0.5
     assert abs(float((s3[0] - s3[1]).norm()) - expect) < 0.15
     with pytest.raises(ValueError, match="asv_hash"):
-        model(**{k: v for k, v in t.items() if k != "asv_hash"}, sketch=True)
+        model(dataclasses.replace(t, asv_hash=None), sketch=True)

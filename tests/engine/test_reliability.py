@@ -65,7 +65,7 @@ def test_sigkill_mid_training_resumes_to_the_same_result(example_paths, tmp_path
 
 
 def test_1000_bf16_steps_on_real_data_stay_finite():
-    from aam_engine.data import BatchBuilder, compute_unifrac, load_biom
+    from aam_engine.data import BatchBuilder, ReadNoise, compute_unifrac, load_biom
     from aam_engine.models import AAM
     from aam_engine.training import TaskData, Trainer
     d = shared_data("sleep-apnea")
@@ -74,7 +74,8 @@ def test_1000_bf16_steps_on_real_data_stay_finite():
         table, dist = compute_unifrac(load_biom(d / "table.biom").rarefy(1000, 0), d / "tree.nwk")
     mc = ModelConfig(embedding_dim=16, attention_heads=2, attention_layers=1, max_bp=100,
                      token_limit=24, dropout=0.1)
-    bb = BatchBuilder(table, mc.token_limit, mc.max_bp, distances=dist, mask_ratio=0.15)
+    bb = BatchBuilder(table, mc.token_limit, mc.max_bp, distances=dist,
+                      noise=ReadNoise(mask_ratio=0.15))
     rows = np.arange(160)
     cfg = TrainConfig(epochs=25, batch_size=4, learning_rate=1e-3, precision="bf16",
                       progress=False, validation_fraction=0, patience=0, random_seed=0)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aam_engine import api
-from aam_engine.data import (BatchBuilder, PartDistances, SampleTable, load_biom,
+from aam_engine.data import (BatchBuilder, PartDistances, ReadNoise, SampleTable, load_biom,
                              merge_tables, read_fasta)
 from aam_engine.data.batching import MIN_TRIMMED_BP, trim_reads
 from aam_engine.data.tokenizer import PAD, START, tokenize
@@ -26,7 +26,7 @@ TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit
 
 
 def _build(out, **kw):
-    sys.path.insert(0, str(ROOT / "pretrained"))
+    sys.path.insert(0, str(ROOT / "shipped_encoder"))
     try:
         import build_corpus
     finally:
@@ -123,7 +123,7 @@ def test_trim_reads_shortens_from_both_ends_as_drawn():
 
 def test_trimmed_batches_only_when_training(example):
     table, _, _ = example
-    b = BatchBuilder(table, 64, 60, read_trim=8)
+    b = BatchBuilder(table, 64, 60, noise=ReadNoise(read_trim=8))
     plain, trimmed = b.build(np.arange(4), (0, 0, 0)), b.build(np.arange(4), (0, 0, 0), trim=True)
     assert (plain.tokens == b.feature_tokens[plain.unique_features]).all()
     lengths = lambda t: (t[:, 1:] != PAD).sum(1)

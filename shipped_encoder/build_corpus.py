@@ -1,7 +1,7 @@
 """Build the pretraining corpus: the public studies of ../shared/data/corpus, their Greengenes
 13_8 97% OTU IDs mapped to sequences cut in silico to the V4 amplicon users sequence.
 
-    python pretrained/build_corpus.py --out build/corpus [--read-length 150] [--studies a,b]
+    python shipped_encoder/build_corpus.py --out build/corpus [--read-length 150] [--studies a,b]
         [--reference qiime-default-reference-0.1.3.tar.gz] [--max-samples 40]
 
 For every OTU of the chosen studies, the Greengenes representative sequence (from the PyPI
@@ -156,6 +156,8 @@ def write_table(table, path: Path):
     import h5py
     tmp = path.with_suffix(".tmp")
     with h5py.File(tmp, "w") as f:
+        # the label the shipped encoder's corpus was written with (the folder was named
+        # pretrained/ then): kept, so that the corpus files stay byte for byte the same
         table.to_hdf5(f, "q2-aam pretrained/build_corpus.py", compress=True)
     tmp.replace(path)
 

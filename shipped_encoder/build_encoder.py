@@ -1,7 +1,7 @@
-"""Train the encoder that ships with q2-aam on the corpus (pretrained/build_corpus.py), check it
+"""Train the encoder that ships with q2-aam on the corpus (shipped_encoder/build_corpus.py), check it
 on studies and samples it never saw, and write it with its model card into the package.
 
-    python pretrained/build_encoder.py --corpus build/corpus --out aam_engine/pretrained/default
+    python shipped_encoder/build_encoder.py --corpus build/corpus --out aam_engine/pretrained/default
         [--epochs 6] [--checkpoint-dir build/encoder-ckpt]   (rerun the same command to resume)
 
 Held out of pretraining, for the encoder's own validation (chosen before any training, as the
@@ -57,21 +57,20 @@ def load_studies(corpus: Path, studies, seqs):
 def distance_fit(bundle, table, tree, seed: int = 0) -> dict:
     """Held-out UniFrac fit of the encoder on (up to EVAL_SAMPLES of) ``table``'s samples:
     R² of the full embedding (what `embed` gives) and of its learned part alone."""
-    from aam_engine.metrics import capped_rows, known_pairs, r2_score
-    from aam_engine.inference import run_model
+    from aam_engine.metrics import capped_rows, embedding_fit
     keep = capped_rows(table.n_samples, EVAL_SAMPLES, seed)
     table = table.subset([table.sample_ids[i] for i in keep])
     table, unifrac = batch_unifrac(table, tree)
-    model, builder, dev = api.inference_setup(bundle, table, "cpu")
-    full, learned = run_model(model, builder, np.arange(table.n_samples), dev,
-                              key=("embedding", "learned_embedding"))
-    D = unifrac(np.arange(table.n_samples))
-    d_full, y = known_pairs(full, D, api.distance_offset(bundle))
-    d_learned, _ = known_pairs(learned, D, api.distance_offset(bundle, learned=True))
+    inf = api.inference_setup(bundle, table, "cpu")
+    full, learned = api.run_model(inf.model, inf.builder, np.arange(table.n_samples),
+                                  inf.device, key=("embedding", "learned_embedding"))
+    scores, _, y = embedding_fit(full, learned, unifrac(np.arange(table.n_samples)),
+                                 api.distance_offset(bundle),
+                                 api.distance_offset(bundle, learned=True))
     return {"samples": table.n_samples, "pairs": int(len(y)),
-            "r2_embedding": round(r2_score(y, d_full), 4),
-            "r2_learned_part": round(r2_score(y, d_learned), 4),
-            "pearson_embedding": round(float(np.corrcoef(y, d_full)[0, 1]), 4)}
+            "r2_embedding": round(scores["r2"], 4),
+            "r2_learned_part": round(scores["learned_r2"], 4),
+            "pearson_embedding": round(scores["pearson"], 4)}
 
 
 def git_commit() -> str:
@@ -80,7 +79,7 @@ def git_commit() -> str:
     run = lambda *a: subprocess.run(["git", *a], cwd=HERE, capture_output=True, text=True,
                                     check=True).stdout.strip()
     try:
-        dirty = run("status", "--porcelain", "--", "aam_engine", "pretrained")
+        dirty = run("status", "--porcelain", "--", "aam_engine", "shipped_encoder")
         return run("rev-parse", "HEAD") + ("+changes" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
@@ -118,7 +117,7 @@ def main(argv=None) -> int:
           f"{table.n_features} OTUs; held out: {held}", file=sys.stderr)
     t0 = time.time()
     bundle = api.pretrain(table, mcfg, tcfg, tree=corpus / "tree.nwk", groups=groups,
-                          checkpoint_dir=a.checkpoint_dir)
+                          options=api.Options(checkpoint_dir=a.checkpoint_dir))
     minutes = (time.time() - t0) / 60
     import skbio
     tree = skbio.TreeNode.read(str(corpus / "tree.nwk"), format="newick")
