@@ -143,6 +143,7 @@ def inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
     if len(table.sample_ids) != len(keep):   # UniFrac may have dropped features, never samples
         kept = set(table.sample_ids)
         y = y[[i for i, s in enumerate(keep) if s in kept]]
+    groups = usable_groups(groups, table.sample_ids)
     if task == "classification":
         check_classes(y, enc["classes"], groups, table.sample_ids)
     enc["name"] = getattr(targets, "name", None) or enc.get("name")
@@ -162,6 +163,24 @@ def inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
                               freeze_base=frozen)
     return FitInputs(table, task, y, enc, weights, codes, levels, groups, units, folds, dist,
                      model_cfg, train_cfg, frozen and folds is not None)
+
+
+def usable_groups(groups, sample_ids):
+    """The validation groups, or None (with a warning) where every sample is in one: folds
+    then split the samples, and scores are for new samples of that unit, not new units."""
+    if groups is None:
+        return None
+    missing = [s for s in sample_ids if s not in groups]
+    if missing:
+        from ..data.table import first_few
+        raise ValueError(f"{len(missing)} sample(s) have no validation group: "
+                         f"{first_few(missing)}. Give every sample a value in the groups column.")
+    if len({str(groups[s]) for s in sample_ids}) < 2:
+        warnings.warn("Every sample is in one validation group: the folds split its samples, "
+                      "so the scores are for new samples of that unit, not for new units.",
+                      stacklevel=4)
+        return None
+    return groups
 
 
 # ------------------------------------------------------------------------------ features

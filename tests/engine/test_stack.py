@@ -119,3 +119,15 @@ def test_a_class_of_one_sample_is_named_before_any_training(example):
     labels[table.sample_ids[0]] = "rare"
     with pytest.raises(ValueError, match=r"Class 'rare' \(1 sample\).*at least 2"):
         api.fit(table, labels, "classification", ModelConfig(), TrainConfig(**TC))
+
+
+def test_one_validation_group_folds_the_samples_and_says_so(example):
+    table, dist, md = example
+    ages = md["age"].astype(float).to_dict()
+    with pytest.warns(UserWarning, match="one validation group"):
+        model = api.fit(table, ages, "regression", ModelConfig(ensemble=3), TrainConfig(**TC),
+                        groups={s: "the only cage" for s in table.sample_ids})
+    assert model.extra["stack"]["groups"] == table.n_samples       # each sample its own unit
+    with pytest.raises(ValueError, match="1 sample\\(s\\) have no validation group"):
+        api.fit(table, ages, "regression", ModelConfig(), TrainConfig(**TC),
+                groups={s: "a" for s in table.sample_ids[1:]})
