@@ -18,6 +18,7 @@ from .data import SampleTable, merge_tables
 from .data.distances import UNIFRAC_METRICS
 from .data.simulate import simulate
 from .data.table import split_ids
+from .fit import fit as fit_stack
 from .inference import inference_setup, predictions, run_model
 from .inputs import Options, decode_regression
 from .interpret import attention_importance, integrated_gradients, occlusion_importance
@@ -55,8 +56,7 @@ def fit(table: SampleTable, targets: dict, task: str, model_cfg: ModelConfig,
     """A regressor / classifier: its stack's components cross-fitted on the frozen encoder's
     features and the abundances, weighed by a stacker (aam_engine.fit, read top to
     bottom)."""
-    from .fit import fit as run_fit
-    return run_fit(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
+    return fit_stack(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
 
 
 # ---------------------------------------------------------------------------- inference

@@ -80,18 +80,12 @@ def split_samples(sample_ids, cfg: TrainConfig, groups):
     return split_ids(sample_ids, cfg.validation_fraction, cfg.random_seed, groups)
 
 
-def cross_fit_heads(model_cfg: ModelConfig, frozen: bool, sample_ids, groups) -> int:
-    """How many heads to cross-fit: ``ensemble``, at most one per sample (or group), one for a
-    model trained whole (its shared base would see every fold)."""
+def fold_count(model_cfg: ModelConfig, frozen: bool, sample_ids, groups) -> int:
+    """How many folds a fit cross-fits on: ``ensemble``, at most one per group (or sample);
+    1 (no cross-fitting) for a model trained whole, whose shared base would see every fold."""
     if not frozen:
         return 1
-    if groups is not None:
-        missing = [s for s in sample_ids if s not in groups]
-        if missing:
-            raise ValueError(f"{len(missing)} sample(s) have no group value: {first_few(missing)}")
-        n = len({str(groups[s]) for s in sample_ids})
-    else:
-        n = len(sample_ids)
+    n = len({str(groups[s]) for s in sample_ids}) if groups is not None else len(sample_ids)
     k = min(model_cfg.ensemble, n)
     return k if k >= 2 else 1
 

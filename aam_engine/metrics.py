@@ -148,3 +148,33 @@ def group_interval(statistic, groups, confidence: float = 0.95, n_resamples: int
                         random_state=np.random.default_rng(seed))
     lo, hi = res.confidence_interval
     return float(lo), float(hi)
+
+
+# ------------------------------------------------------------- scores with intervals
+N_RESAMPLES = 1000
+
+
+def primary_metric(n_classes: int):
+    """(name, higher is better, metric(y, p) on labels / values)."""
+    if n_classes:
+        return "macro_f1", True, lambda y, p: macro_f1(y, p, n_classes)
+    return "mae", False, mae
+
+
+def scores_with_interval(y, p, groups, n_classes: int, seed: int = 0) -> dict:
+    """The scores of predictions p (labels / values) with the primary metric's interval."""
+    name, _, metric = primary_metric(n_classes)
+    s = prediction_scores(y, p, bool(n_classes))
+    s["interval"] = list(group_interval(lambda r: metric(y[r], p[r]), groups,
+                                        n_resamples=N_RESAMPLES, seed=seed))
+    return s
+
+
+def paired_difference(y, a, b, groups, n_classes: int, seed: int = 0) -> dict:
+    """a's primary score minus b's (for MAE: b's minus a's, so > 0 is always 'a better'),
+    with its interval over groups."""
+    _, higher, metric = primary_metric(n_classes)
+    sign = 1.0 if higher else -1.0
+    d = lambda r: sign * (metric(y[r], a[r]) - metric(y[r], b[r]))
+    return {"difference": float(d(np.arange(len(y)))),
+            "interval": list(group_interval(d, groups, n_resamples=N_RESAMPLES, seed=seed))}

@@ -24,9 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..config import ENCODER_SIZES, apply_preset, head_count, warn_size_mismatch
-from ..data.table import fold_ids
+from ..data.reads import known_reads
+from ..data.table import first_few, fold_ids
 from ..features import sample_features, with_covariates
-from ..inputs import (Options, check_classes, cross_fit_heads, decode_regression,
+from ..inputs import (Options, check_classes, fold_count, decode_regression,
                       encode_covariates, encode_targets, prepare_table, resolve_distances_of,
                       resolve_sizes)
 from ..io import ModelBundle
@@ -101,7 +102,7 @@ def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
 class FitInputs:
     """A fit's inputs, made ready: the labelled table, its encoded targets, covariates,
     groups (one label per sample) and folds, and the settings that follow from them."""
-    table: object
+    labelled: object             # the table of the samples with a target, rarefied
     task: str
     y: np.ndarray
     target: dict                 # the target encoding (shift / scale, or classes)
@@ -149,7 +150,7 @@ def inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
     enc["name"] = getattr(targets, "name", None) or enc.get("name")
     codes, levels = encode_covariates(options.covariates, table.sample_ids)
     frozen = bool(model_cfg.freeze_base and encoder is not None)
-    K = cross_fit_heads(model_cfg, frozen, table.sample_ids, groups)
+    K = fold_count(model_cfg, frozen, table.sample_ids, groups)
     units = np.array([str(groups[s]) for s in table.sample_ids] if groups is not None
                      else table.sample_ids)
     folds = fold_ids(table.sample_ids, K, train_cfg.random_seed, groups) if K > 1 else None
@@ -172,7 +173,6 @@ def usable_groups(groups, sample_ids):
         return None
     missing = [s for s in sample_ids if s not in groups]
     if missing:
-        from ..data.table import first_few
         raise ValueError(f"{len(missing)} sample(s) have no validation group: "
                          f"{first_few(missing)}. Give every sample a value in the groups column.")
     if len({str(groups[s]) for s in sample_ids}) < 2:
@@ -192,9 +192,8 @@ def features(data: FitInputs, encoder) -> dict:
     V = None
     if "composition" in names:
         from ..inference import encoder_vectors
-        V = encoder_vectors(encoder.build_model(), data.table, data.train_cfg.device)
-    from ..data.reads import known_reads
-    feats = sample_features(data.table, known_reads(data.table), sorted(names), V)
+        V = encoder_vectors(encoder.build_model(), data.labelled, data.train_cfg.device)
+    feats = sample_features(data.labelled, known_reads(data.labelled), sorted(names), V)
     return with_covariates(feats, data.covariates, data.levels)
 
 
@@ -218,7 +217,7 @@ def fit_components(data: FitInputs, feats: dict, encoder, dirs):
     for learner, block in wanted:
         if learner == HEADS:
             from .heads import fit_heads
-            model, history, run, oof = fit_heads(data.table, data.model_cfg, data.train_cfg,
+            model, history, run, oof = fit_heads(data.labelled, data.model_cfg, data.train_cfg,
                                                  data.task, data.run_inputs(encoder, data.folds),
                                                  dirs)
             from ..stacked import Component
@@ -263,8 +262,7 @@ def fit_stack(data: FitInputs, runs: dict):
                      data.n_classes, data.decode, data.units, data.train_cfg.random_seed)
     rep["weights"] = dict(zip(names, [float(v) for v in w]))
     rep["in_stack"] = names
-    from ..data.reads import known_reads
-    stack = Stack([runs[n].component for n in names], w, known_reads(data.table),
+    stack = Stack([runs[n].component for n in names], w, known_reads(data.labelled),
                   data.n_classes)
     rep["oof"] = stack_oof
     return stack, rep
@@ -274,13 +272,12 @@ def fit_stack(data: FitInputs, runs: dict):
 def outputs(data: FitInputs, encoder, model, history, run, stack, rep) -> ModelBundle:
     """The fitted model, with what it says about itself in ``extra``."""
     stack_oof = rep.pop("oof")
-    ids = list(data.table.sample_ids)
-    extra = {**run, "n_samples": data.table.n_samples, "n_features": data.table.n_features,
+    ids = list(data.labelled.sample_ids)
+    extra = {**run, "n_samples": data.labelled.n_samples, "n_features": data.labelled.n_features,
              "train_samples": ids, "validation_samples": ids,
              "folds": data.folds.tolist(), "cross_fitted_heads": head_count(data.model_cfg),
              "stack": rep, "pretrained_encoder": encoder is not None}
-    from ..data.reads import known_reads
-    extra["reads"] = known_reads(data.table)
+    extra["reads"] = known_reads(data.labelled)
     extra["validation"] = {"sample_ids": ids,
                            "true": (data.y if data.n_classes else data.decode(data.y)).tolist(),
                            "predicted": (stack_oof.argmax(1) if data.n_classes
@@ -293,12 +290,11 @@ def outputs(data: FitInputs, encoder, model, history, run, stack, rep) -> ModelB
 def whole_model(data: FitInputs, encoder, dirs) -> ModelBundle:
     """The model trained whole (or heads on a validation split): one component, the heads."""
     cfg = dataclasses.replace(data.model_cfg, ensemble=1, stack=HEADS)
-    model, history, run = run_training(data.table, cfg, data.train_cfg, data.task,
+    model, history, run = run_training(data.labelled, cfg, data.train_cfg, data.task,
                                        data.run_inputs(encoder), dirs)
     run["pretrained_encoder"] = encoder is not None
-    from ..data.reads import known_reads
     from ..stacked import Component
-    stack = Stack([Component(HEADS, HEADS)], np.ones(1), known_reads(data.table),
+    stack = Stack([Component(HEADS, HEADS)], np.ones(1), known_reads(data.labelled),
                   data.n_classes)
     return ModelBundle(cfg, data.train_cfg, model.state_dict(), data.target, data.levels,
                        history, run, stack)

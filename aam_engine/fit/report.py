@@ -7,41 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..metrics import group_interval, macro_f1, mae, prediction_scores
+from ..stacked import ABUNDANCE_BLOCKS
 
-N_RESAMPLES = 1000
-
-
-def primary(n_classes: int):
-    """(name, higher is better, metric(y, p) on labels / values)."""
-    if n_classes:
-        return "macro_f1", True, lambda y, p: macro_f1(y, p, n_classes)
-    return "mae", False, mae
+from ..metrics import paired_difference, primary_metric, scores_with_interval
 
 
 def as_outputs(P, n_classes: int, decode):
     """Predictions as the user reads them: class indices, or values in the target's units."""
     P = np.asarray(P, float)
     return P.argmax(1) if n_classes else decode(P)
-
-
-def scored(y, p, groups, n_classes: int, seed: int) -> dict:
-    """The scores of predictions p (labels / values) with the primary metric's interval."""
-    name, _, metric = primary(n_classes)
-    s = prediction_scores(y, p, bool(n_classes))
-    s["interval"] = list(group_interval(lambda r: metric(y[r], p[r]), groups,
-                                        n_resamples=N_RESAMPLES, seed=seed))
-    return s
-
-
-def difference(y, a, b, groups, n_classes: int, seed: int) -> dict:
-    """a's primary score minus b's (for MAE: b's minus a's, so > 0 is always 'a better'),
-    with its interval over groups."""
-    _, higher, metric = primary(n_classes)
-    sign = 1.0 if higher else -1.0
-    d = lambda r: sign * (metric(y[r], a[r]) - metric(y[r], b[r]))
-    return {"difference": float(d(np.arange(len(y)))),
-            "interval": list(group_interval(d, groups, n_resamples=N_RESAMPLES, seed=seed))}
 
 
 def word(diff: dict) -> str:
@@ -60,22 +34,23 @@ def fit_report(y, oof: dict, stack_oof, plain_oof, n_classes: int, decode, group
     y: class indices or normalised values (decoded here); groups: one label per sample."""
     y_out = y if n_classes else decode(y)
     groups = np.asarray(groups)
-    out = lambda P: as_outputs(P, n_classes, decode)
-    comps = {n: scored(y_out, out(P), groups, n_classes, seed) for n, P in oof.items()}
-    rep = {"metric": primary(n_classes)[0], "samples": int(len(y)),
-           "groups": int(len(set(groups.tolist()))), "components": comps,
-           "stack": scored(y_out, out(stack_oof), groups, n_classes, seed)}
-    base = [n for n in oof if n.split(":")[-1] in ("clr", "relative")]
+    P = {n: as_outputs(p, n_classes, decode) for n, p in oof.items()}
+    stack = as_outputs(stack_oof, n_classes, decode)
+    plain = None if plain_oof is None else as_outputs(plain_oof, n_classes, decode)
+    name, higher = primary_metric(n_classes)[:2]
+    scores = lambda p: scores_with_interval(y_out, p, groups, n_classes, seed)
+    rep = {"metric": name, "samples": int(len(y)), "groups": int(len(set(groups.tolist()))),
+           "components": {n: scores(p) for n, p in P.items()}, "stack": scores(stack)}
+    base = [n for n in oof if n.split(":")[-1] in ABUNDANCE_BLOCKS]
     if base:
-        name, higher, _ = primary(n_classes)
-        best = (max if higher else min)(base, key=lambda n: comps[n][name])
+        best = (max if higher else min)(base, key=lambda n: rep["components"][n][name])
         rep["best_baseline"] = best
-        rep["versus_best_baseline"] = difference(y_out, out(stack_oof), out(oof[best]),
-                                                 groups, n_classes, seed)
-    if plain_oof is not None:
-        rep["without_encoder"] = scored(y_out, out(plain_oof), groups, n_classes, seed)
-        rep["encoder_contribution"] = difference(y_out, out(stack_oof), out(plain_oof),
-                                                 groups, n_classes, seed)
+        rep["versus_best_baseline"] = paired_difference(y_out, stack, P[best], groups,
+                                                        n_classes, seed)
+    if plain is not None:
+        rep["without_encoder"] = scores(plain)
+        rep["encoder_contribution"] = paired_difference(y_out, stack, plain, groups,
+                                                        n_classes, seed)
     rep["verdict"] = verdict(rep)
     return rep
 

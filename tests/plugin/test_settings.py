@@ -103,8 +103,8 @@ def test_every_parameter_reaches_the_trainer(plugin, action, task, monkeypatch):
 
     monkeypatch.setattr(training.Trainer, "__init__", capture)
     from aam_engine import fit
-    heads = fit.cross_fit_heads   # a model trained whole (freeze_base False): ONE head
-    monkeypatch.setattr(fit, "cross_fit_heads",
+    heads = fit.fold_count   # a model trained whole (freeze_base False): ONE head
+    monkeypatch.setattr(fit, "fold_count",
                         lambda cfg, *a: seen.update(ensemble=cfg.ensemble) or heads(cfg, *a))
     sig = plugin.actions[action].signature.parameters
     values = {n: _non_default(n, *ENGINE[n]) for n in sig if n in ENGINE}
