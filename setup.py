@@ -22,7 +22,9 @@ setup(
     # torch is required but never pinned here: conda users get it from the pytorch channel,
     # Debian users from ci/setup.sh (the CPU wheel).  Ranges stay open so pip never swaps out
     # the scientific stack QIIME 2 was built against.
-    install_requires=["torch>=2.1", "numpy", "scipy", "safetensors", "tqdm"],
+    # scikit-learn fits the stack's learners (QIIME 2 has it through q2-sample-classifier);
+    # prediction needs none of it
+    install_requires=["torch>=2.1", "numpy", "scipy", "scikit-learn", "safetensors", "tqdm"],
     extras_require={
         # the engine reads BIOM/FASTA/trees with the field's own libraries
         "data": ["biom-format", "scikit-bio", "h5py", "unifrac"],
