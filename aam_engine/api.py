@@ -41,12 +41,15 @@ __all__ = [  # for callers outside the engine
 
 @node_scoped
 def pretrain(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
-             distances=None, tree=None, groups=None, options: Options | None = None) -> ModelBundle:
+             distances=None, tree=None, groups=None, options: Options | None = None,
+             start: ModelBundle | None = None) -> ModelBundle:
     """Self-supervised pretraining on UniFrac distances (+ masked nucleotides where
     nuc_penalty > 0; off by default).  ``distances`` / ``tree``: one source, or lists of them
     (studies with matrices or trees of their own; see resolve_distances); given here or in
-    ``options`` (with the metric, rarefaction and the checkpoint / log folders)."""
-    return pretrain_encoder(table, model_cfg, train_cfg, distances, tree, groups, options)
+    ``options`` (with the metric, rarefaction and the checkpoint / log folders).  ``start``:
+    an encoder to continue from (its weights and sizes) instead of random weights."""
+    return pretrain_encoder(table, model_cfg, train_cfg, distances, tree, groups, options,
+                            start)
 
 
 @node_scoped

@@ -177,6 +177,12 @@ class ModelConfig(_Serial):
         "first pretrained on this table's UniFrac (all its samples), then kept fixed. False "
         "fine-tunes the whole model (or trains it from scratch without an encoder).",
         plugin="fit")
+    pretrain_from: str = setting(
+        "scratch", "Given a phylogeny or distance matrix but no encoder, a fit pretrains an "
+        "encoder on the table's UniFrac first: 'scratch' from random weights (sizes from the "
+        "settings), 'shipped' continuing from the encoder that ships with q2-aam (its sizes; "
+        "what it learned on public studies adapted to these reads).",
+        choices=("scratch", "shipped"), plugin="fit")
     shipped_encoder: bool = setting(
         True, "Given no encoder, phylogeny or distance matrix: start from the encoder that "
         "ships with q2-aam (pretrained on public studies; `qiime aam pretrained-encoder` hands "

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from .config import ModelConfig, TrainConfig, apply_preset
+from .config import (ENCODER_SIZES, ModelConfig, TrainConfig, apply_preset,
+                     warn_size_mismatch)
 from .data import SampleTable
 from .inputs import Options, prepare_table, resolve_distances, resolve_sizes
 from .io import ModelBundle
@@ -13,14 +14,20 @@ from .run import RunDirs, RunInputs, on_node, run_training
 
 
 def pretrain_encoder(table: SampleTable, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                     distances=None, tree=None, groups=None,
-                     options: Options | None = None) -> ModelBundle:
-    """An encoder pretrained on the table's UniFrac distances (api.pretrain)."""
+                     distances=None, tree=None, groups=None, options: Options | None = None,
+                     start: ModelBundle | None = None) -> ModelBundle:
+    """An encoder pretrained on the table's UniFrac distances (api.pretrain); from the
+    weights (and sizes) of the encoder ``start`` where one is given (pretraining continued on
+    this table), else from scratch."""
     options = options or Options()
     if distances is not None or tree is not None:
         options = dataclasses.replace(options, distances=distances, tree=tree)
     model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
     model_cfg = dataclasses.replace(model_cfg, task="encoder")
+    if start is not None:
+        warn_size_mismatch(model_cfg.to_dict(), start.model_config)
+        model_cfg = dataclasses.replace(
+            model_cfg, **{k: getattr(start.model_config, k) for k in ENCODER_SIZES})
     table = on_node(prepare_table, table, options.rarefaction_depth, train_cfg.random_seed)
     model_cfg = resolve_sizes(model_cfg, table, task="encoder", freeze_base=False)
     table, dist = on_node(resolve_distances, table, options.distances, options.tree,
@@ -28,8 +35,10 @@ def pretrain_encoder(table: SampleTable, model_cfg: ModelConfig, train_cfg: Trai
     if dist is None and train_cfg.nuc_penalty == 0:
         raise ValueError("Pretraining needs a distance matrix or a phylogeny (or nuc_penalty > 0).")
     model, history, extra = run_training(table, model_cfg, train_cfg, "encoder",
-                                         RunInputs(distances=dist, groups=groups),
+                                         RunInputs(distances=dist, groups=groups,
+                                                   encoder=start),
                                          RunDirs(options.checkpoint_dir, options.log_dir))
     extra["unifrac_metric"] = options.metric if options.tree is not None else "precomputed"
+    extra["continued_from_an_encoder"] = start is not None
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
                        history, extra)

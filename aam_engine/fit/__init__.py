@@ -86,11 +86,14 @@ def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
     if not model_cfg.freeze_base:
         return None
     if options.has_distances:
+        from ..pretrained import default_encoder
         from ..pretraining import pretrain_encoder
         sub = dirs.sub("pretrain")
         return pretrain_encoder(table, model_cfg, train_cfg, groups=groups,
                                 options=dataclasses.replace(options, log_dir=sub.log_dir,
-                                                            checkpoint_dir=sub.checkpoint_dir))
+                                                            checkpoint_dir=sub.checkpoint_dir),
+                                start=default_encoder() if model_cfg.pretrain_from == "shipped"
+                                else None)
     if model_cfg.shipped_encoder:
         from ..pretrained import default_encoder
         return default_encoder()

@@ -274,3 +274,25 @@ def test_the_sketch_changes_no_learning_and_its_mix_fits_the_training_pairs(exam
     assert mix["r2_mixed"] >= mix["r2_learned_alone"] - 0.01
     assert mix["sketch_scale"] > 0 and mix["offset"] >= 0
     assert api.distance_offset(sketched) == pytest.approx(mix["offset"], abs=1e-6)
+
+
+def test_pretraining_continues_from_an_encoder_with_its_weights_and_sizes(example):
+    """start=: pretraining on a new table begins at the given encoder (its sizes win over
+    the settings, with a warning naming them), not at random weights; a fit given a tree and
+    pretrain_from='shipped' does this from the shipped encoder."""
+    import torch
+    from aam_engine import pretrained
+    table, dist, md = example
+    shipped = pretrained.default_encoder()
+    with pytest.warns(UserWarning, match="embedding_dim 16"):
+        still = api.pretrain(table, mc(), tc(epochs=1, learning_rate=1e-12),
+                             distances=(table.sample_ids, dist), start=shipped)
+    assert still.model_config.embedding_dim == shipped.model_config.embedding_dim
+    assert still.extra["continued_from_an_encoder"]
+    for k, v in shipped.state_dict.items():
+        if k.startswith("asv."):
+            torch.testing.assert_close(still.state_dict[k], v, msg=k)
+    fitted = api.fit(table, md["age"].to_dict(), "regression",
+                     ModelConfig(pretrain_from="shipped", ensemble=3), tc(epochs=1),
+                     options=api.Options(distances=(table.sample_ids, dist)))
+    assert fitted.model_config.embedding_dim == shipped.model_config.embedding_dim
