@@ -44,7 +44,9 @@ LABEL = {"aam": "AAM (default fit: the stack on the shipped encoder)",
          "aam_plain": "the same stack without its encoder components", **BASELINE_NAMES}
 
 
-def fit_aam(table, tr, ytr, te, classify, groups, seed, over):
+def fit_aam(table, tr, ytr, te, classify, groups, seed, over, tree=None):
+    """The default fit on the training part (given the study's tree: an encoder is
+    pretrained on the training part first) and its predictions for the test part."""
     from aam_engine import api
     from aam_engine.config import ModelConfig, TrainConfig
     model_over, train_over = over
@@ -53,14 +55,15 @@ def fit_aam(table, tr, ytr, te, classify, groups, seed, over):
                 "classification" if classify else "regression", ModelConfig(**model_over),
                 TrainConfig(progress=False, compare_baselines=False, random_seed=seed,
                             **train_over),
-                groups={s: groups[s] for s in tr})
+                groups={s: groups[s] for s in tr}, options=api.Options(tree=tree))
     minutes = (time.time() - t0) / 60
     out = api.predict(m, table.subset(te))
     return np.asarray(out[1]), {"minutes": minutes,
                                 "weights": m.extra.get("stack", {}).get("weights")}
 
 
-def run_split(name, table, md, seed, train, test, over) -> dict:
+def run_split(name, table, md, seed, train, test, over, tree_epochs: int = 0,
+              only_aam: bool = False) -> dict:
     from aam_engine.metrics import prediction_scores
     units = unit(name, md)
     X = table.counts.toarray()
@@ -73,17 +76,21 @@ def run_split(name, table, md, seed, train, test, over) -> dict:
         if classify and len(set(ytr)) < 2:
             continue
         res = {"n": [len(tr), len(te)]}
-        for model, stack in (("aam", None), ("aam_plain", PLAIN)):
+        spec = DATASETS[name]
+        tree = str(spec["dir"] / spec["tree"]) if tree_epochs else None
+        train_over = dict(over[1], **({"epochs": tree_epochs} if tree_epochs else {}))
+        for model, stack in (("aam", None),) + ((("aam_plain", PLAIN),) if not only_aam else ()):
             mo = dict(over[0], **({"stack": stack} if stack else {}))
-            pred, info = fit_aam(table, tr, ytr, te, classify, units, seed, (mo, over[1]))
+            pred, info = fit_aam(table, tr, ytr, te, classify, units, seed, (mo, train_over),
+                                 tree)
             res[model] = {**prediction_scores(yte, pred, classify), **info}
         g = np.array([units[s] for s in tr])
-        for b, fn in BASELINES.items():
+        for b, fn in ({} if only_aam else BASELINES).items():
             pred, chosen = fn(X[table.index_of(tr)], ytr, X[table.index_of(te)], classify, g, seed)
             res[b] = {**prediction_scores(yte, pred, classify), **chosen}
         rec["targets"][target] = res
         print(name, seed, target, {m: round(res[m]["macro_f1" if classify else "mae"], 3)
-                                   for m in MODELS}, file=sys.stderr, flush=True)
+                                   for m in MODELS if m in res}, file=sys.stderr, flush=True)
     return rec
 
 
@@ -102,7 +109,17 @@ def main():
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change one engine default for AAM (ablation)")
     ap.add_argument("--tag", default="")
+    ap.add_argument("--tree-epochs", type=int, default=0,
+                    help="give the fit the study's tree: an encoder is pretrained on the "
+                         "training part for this many epochs first (0: the shipped encoder)")
+    ap.add_argument("--only-aam", action="store_true",
+                    help="only AAM's default fit (an ablation beside a full run's baselines)")
+    ap.add_argument("--compare", metavar="TAG,TAG,...",
+                    help="no training: AAM of earlier runs (\"\" = the untagged run) on the "
+                         "splits they share, each against the first -> ablation-TAGS.md")
     args = ap.parse_args()
+    if args.compare is not None:
+        return compare(args.compare.split(","), args.splits)
     datasets = (args.datasets.split(",") if args.datasets else
                 list(DEV) + (list(REPORT_ONLY) if args.splits == "report" else []))
     seeds = [int(s) for s in (args.seeds or (DEV_SEEDS if args.splits == "dev" else
@@ -110,7 +127,8 @@ def main():
     over = parse_sets(args.set)
     stem = f"accuracy{'-' + args.tag if args.tag else ''}-{args.splits}"
     log = RESULTS / f"{stem}.runs.jsonl"
-    settings = {"set": args.set}
+    settings = {"set": args.set, **({"tree_epochs": args.tree_epochs} if args.tree_epochs
+                                    else {}), **({"only_aam": True} if args.only_aam else {})}
     done = {}
     if log.exists():
         for line in log.read_text().splitlines():
@@ -130,7 +148,8 @@ def main():
             rec = done.get((name, seed))
             if rec is None:
                 t0 = time.time()
-                rec = run_split(name, table, md, seed, train, test, over)
+                rec = run_split(name, table, md, seed, train, test, over, args.tree_epochs,
+                                args.only_aam)
                 rec.update(settings=settings, minutes=(time.time() - t0) / 60, commit=commit())
                 with open(log, "a") as f:
                     f.write(json.dumps(rec) + "\n")
@@ -169,12 +188,45 @@ def report(meta, runs) -> str:
         rs = [r for r in runs if r["dataset"] == name]
         for target, classify in DATASETS[name]["targets"]:
             rt = [r["targets"][target] for r in rs if target in r["targets"]]
-            if not rt:
+            if not rt or "rf_q2" not in rt[0]:          # an AAM-only run: see --compare
                 continue
             lines += table_rows(name, target, classify, rs, rt)
     notes = [f"- {n}: {DATASETS[n]['caveat']}." for n in dict.fromkeys(r["dataset"] for r in runs)
              if DATASETS[n].get("caveat")]
     return "\n".join(lines + ([""] + notes if notes else [])) + "\n"
+
+
+def compare(tags, splits_kind) -> None:
+    """AAM's score in each tagged run, on the (dataset, seed) splits every run has, and its
+    paired difference from the first run's (> 0: better), with a 95% t-interval."""
+    runs = {}
+    for tag in tags:
+        log = RESULTS / f"accuracy{'-' + tag if tag else ''}-{splits_kind}.runs.jsonl"
+        recs = [json.loads(line) for line in log.read_text().splitlines()]
+        runs[tag] = {(r["dataset"], r["seed"]): r for r in recs}
+    shared = sorted(set.intersection(*(set(r) for r in runs.values())))
+    label = lambda t: t or "default"
+    lines = [f"# AAM, one change per row, {splits_kind} splits", "",
+             f"`python bench/accuracy.py --splits {splits_kind} --compare {','.join(tags)}`; "
+             "mean ± sd (ddof 1) over the splits all runs share; difference from "
+             f"`{label(tags[0])}`: mean and 95% t-interval over splits (> 0: better).", "",
+             "| dataset: target | n | " + " | ".join(label(t) for t in tags) + " | "
+             + " | ".join(f"{label(t)} − {label(tags[0])}" for t in tags[1:]) + " |",
+             "|---|---|" + "---|" * (2 * len(tags) - 1)]
+    for name in dict.fromkeys(k[0] for k in shared):
+        for target, classify in DATASETS[name]["targets"]:
+            key, sign = ("macro_f1", 1) if classify else ("mae", -1)
+            keys = [k for k in shared if k[0] == name and all(
+                target in runs[t][k]["targets"] for t in tags)]
+            vals = {t: [runs[t][k]["targets"][target]["aam"][key] for k in keys] for t in tags}
+            diffs = [interval_cell([sign * (a - b) for a, b in zip(vals[t], vals[tags[0]])])
+                     for t in tags[1:]]
+            lines.append(f"| {name}: {target} ({key}) | {len(keys)} | "
+                         + " | ".join(ms(vals[t]) for t in tags) + " | " + " | ".join(diffs)
+                         + " |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / f"ablation-{'-'.join(label(t) for t in tags)}-{splits_kind}.md").write_text(text)
+    print(text)
 
 
 def table_rows(name, target, classify, rs, rt) -> list[str]:
