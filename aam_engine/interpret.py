@@ -94,8 +94,8 @@ def occlusion_importance(bundle: ModelBundle, table, device="auto", covariates=N
     from each sample that holds it (averaged over all samples; see the module's docstring)."""
     import scipy.sparse as sp
 
-    from .data import SampleTable
-    from .inference import inference_setup, predictions
+    from .data import BatchBuilder, SampleTable
+    from .inference import Inference, inference_setup, predictions
     from .inputs import decode_regression
     if bundle.task == "encoder":
         raise ValueError("Occlusion needs a prediction: use a regressor or classifier "
@@ -118,9 +118,9 @@ def occlusion_importance(bundle: ModelBundle, table, device="auto", covariates=N
         sub = SampleTable(removed[keep], [f"{r}:{c}" for r, c in zip(rows[keep], cols[keep])],
                           t.feature_ids, t.sequences)
         codes = None if inf.covariates is None else inf.covariates[rows[keep]]
-        sub_inf = type(inf)(inf.model, type(inf.builder)(sub, inf.builder.token_limit,
-                                                        inf.builder.max_bp, covariates=codes),
-                            inf.device, sub, codes, None)
+        builder = BatchBuilder(sub, inf.builder.token_limit, inf.builder.max_bp,
+                               covariates=codes)
+        sub_inf = Inference(inf.model, builder, inf.device, sub, codes, None)
         P = out(predictions(bundle, sub_inf))
         r = rows[keep]
         delta = (np.abs(P[np.arange(len(r)), cls[r]] - base[r, cls[r]]) if cls is not None
