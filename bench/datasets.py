@@ -58,11 +58,16 @@ DATASETS = {
                         folds=2,     # four cages, two per exposure: one of each held out
                         targets=[("exposure_type", True)],
                         caveat="exposure is by cage (two cages each): a held-out cage is "
-                               "a held-out exposure group"),
+                               "a held-out exposure group",
+                        no_report="its four cages, two per exposure, allow four splits with "
+                                  "both exposures in the test part, and development used all "
+                                  "four"),
     "moving-pictures-dada2": dict(dir=DATA / "moving-pictures-dada2", table="table.biom",
                                   sequences="seqs.fasta", tree="tree.nwk", depth=1100,
                                   unit="subject", unit_name="person",
-                                  targets=[("body-site", True)], splits="one unit out"),
+                                  targets=[("body-site", True)], splits="one unit out",
+                                  no_report="two people: both splits (each person held out "
+                                            "once) were used in development"),
     "pd-mice": dict(dir=DATA / "pd-mice", table="table.biom", sequences="seqs.fasta",
                     tree="tree.nwk", depth=1000, unit="cage_id", unit_name="cage",
                     targets=[("genotype", True)]),
