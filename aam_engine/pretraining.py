@@ -22,8 +22,9 @@ def pretrain_encoder(table: SampleTable, model_cfg: ModelConfig, train_cfg: Trai
     options = options or Options()
     if distances is not None or tree is not None:
         options = dataclasses.replace(options, distances=distances, tree=tree)
+    # an encoder whatever the configuration was made for (a fit's classifier settings too)
+    model_cfg = dataclasses.replace(model_cfg, task="encoder", n_outputs=1)
     model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
-    model_cfg = dataclasses.replace(model_cfg, task="encoder")
     if start is not None:
         warn_size_mismatch(model_cfg.to_dict(), start.model_config)
         model_cfg = dataclasses.replace(

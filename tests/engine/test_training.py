@@ -296,3 +296,16 @@ def test_pretraining_continues_from_an_encoder_with_its_weights_and_sizes(exampl
                      ModelConfig(pretrain_from="shipped", ensemble=3), tc(epochs=1),
                      options=api.Options(distances=(table.sample_ids, dist)))
     assert fitted.model_config.embedding_dim == shipped.model_config.embedding_dim
+
+
+def test_a_classifier_given_distances_pretrains_its_encoder_first(example):
+    """fit-classifier given a distance matrix (or tree) and no encoder: an encoder is
+    pretrained on the table, then the stack reads it (a classifier's settings must not leak
+    into the encoder's)."""
+    table, dist, md = example
+    clf = api.fit(table, md["group"].to_dict(), "classification", mc(stack=ModelConfig().stack,
+                                                                     ensemble=3),
+                  tc(epochs=1), options=api.Options(distances=(table.sample_ids, dist)))
+    assert clf.task == "classification" and clf.model_config.n_outputs == 2
+    assert clf.model_config.embedding_dim == MC["embedding_dim"]      # its own encoder
+    assert clf.extra["stack"]["samples"] == table.n_samples
