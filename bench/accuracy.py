@@ -144,10 +144,10 @@ def main():
         table, md = load(name)
         seen = dev_test_sets(name, table, md) if args.splits == "report" and name in DEV else set()
         for seed, train, test in splits(name, table, md, seeds):
-            if frozenset(test) in seen:        # a development split: not reported
+            if frozenset(test) in seen:        # drawn before (by development, or a seed here)
                 dropped[name] = dropped.get(name, 0) + 1
                 continue
-            seen.add(frozenset(test)) if args.splits == "report" else None
+            seen.add(frozenset(test))
             rec = done.get((name, seed))
             if rec is None:
                 t0 = time.time()
@@ -184,7 +184,7 @@ def report(meta, runs) -> str:
              "to the most common one.", ""]
     if meta.get("dropped"):
         lines += ["Not reported, or fewer splits: " + "; ".join(
-            f"{k}: {v if isinstance(v, str) else f'{v} report seed(s) drew a development split'}"
+            f"{k}: {v if isinstance(v, str) else f'{v} seed(s) drew a split already drawn'}"
             for k, v in meta["dropped"].items()) + ".", ""]
     lines += ["| dataset: target | units train/test | n | model | score | R² | const | "
               "AAM − best baseline | encoder's contribution |", "|---|---|---|---|---|---|---|---|---|"]
