@@ -1,12 +1,12 @@
 """A fitted stack: what a regressor / classifier predicts with.
 
 Each component is a learner reading one block of features (aam_engine.features), or the
-model's own prediction heads; it was cross-fitted on K folds of the training samples, and it
-predicts as the mean of its K fold models (each never saw its own fold, which gave the
-out-of-fold predictions the stacker was fitted on).  The stack's prediction is the weighted
+model's own prediction heads; it was cross-fitted on K folds of the training samples (the
+out-of-fold predictions the stacker was fitted on) and predicts with the learner refitted on
+every training sample (the heads: the mean of the K heads, each trained without its fold).  The stack's prediction is the weighted
 mean of its components' predictions: class probabilities, or (normalised) values.
 
-Saved as JSON (``spec``) + tensors (``tensors``: ``stack.<component>.<fold>.<array>``), read
+Saved as JSON (``spec``) + tensors (``tensors``: ``stack.<component>.<model>.<array>``), read
 back by ``Stack.load``; nothing here trains or imports scikit-learn.
 """
 from __future__ import annotations
@@ -56,10 +56,10 @@ class Component:
     name: str                  # e.g. "linear:clr"
     learner: str               # "linear" | "forest" | "heads"
     block: str = ""            # the feature block it reads ("" for the heads)
-    folds: list = field(default_factory=list)    # fitted fold learners (none for the heads)
+    models: list = field(default_factory=list)   # the fitted learner(s) (none for the heads)
 
     def predict(self, feats: dict) -> np.ndarray:
-        return np.mean([m.predict(feats[self.block]) for m in self.folds], 0)
+        return np.mean([m.predict(feats[self.block]) for m in self.models], 0)
 
 
 @dataclass
@@ -89,14 +89,14 @@ class Stack:
     # ---------------------------------------------------------------- saving
     def spec(self) -> dict:
         return {"components": [{"name": c.name, "learner": c.learner, "block": c.block,
-                                "folds": len(c.folds)} for c in self.components],
+                                "models": len(c.models)} for c in self.components],
                 "weights": [float(w) for w in self.weights], "columns": list(self.columns),
                 "n_classes": int(self.n_classes)}
 
     def tensors(self) -> dict:
         out = {}
         for i, c in enumerate(self.components):
-            for k, m in enumerate(c.folds):
+            for k, m in enumerate(c.models):
                 for name, a in m.arrays().items():
                     out[f"{PREFIX}{i}.{k}.{name}"] = np.ascontiguousarray(a)
         return out
@@ -106,14 +106,14 @@ class Stack:
         n_classes = int(spec["n_classes"])
         comps = []
         for i, c in enumerate(spec["components"]):
-            folds = []
+            models = []
             if c["learner"] != HEADS:
-                for k in range(int(c["folds"])):
+                for k in range(int(c["models"])):
                     head = f"{PREFIX}{i}.{k}."
                     arrays = {n[len(head):]: np.asarray(v) for n, v in tensors.items()
                               if n.startswith(head)}
-                    folds.append(KINDS[c["learner"]].from_arrays(arrays, n_classes))
-            comps.append(Component(c["name"], c["learner"], c.get("block", ""), folds))
+                    models.append(KINDS[c["learner"]].from_arrays(arrays, n_classes))
+            comps.append(Component(c["name"], c["learner"], c.get("block", ""), models))
         return cls(comps, np.asarray(spec["weights"], float), list(spec["columns"]), n_classes)
 
 

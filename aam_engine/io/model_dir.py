@@ -384,7 +384,7 @@ def check_stack(cfg: dict, names: set):
         if len(spec["weights"]) != n or not all(w >= 0 for w in spec["weights"]):
             raise ValueError("one weight >= 0 per component")
         prefixes = {f"{STACK_PREFIX}{i}.{k}." for i, c in enumerate(spec["components"])
-                    if c["learner"] != "heads" for k in range(int(c["folds"]))}
+                    if c["learner"] != "heads" for k in range(int(c["models"]))}
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"config.json describes a stack this engine cannot read: {e}") from None
     stray = sorted(x for x in names if not any(x.startswith(p) for p in prefixes))

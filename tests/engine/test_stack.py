@@ -85,7 +85,7 @@ def test_the_default_fit_is_a_stack_with_an_honest_report(stacked):
     table, md, groups, model = stacked
     rep, stack = model.extra["stack"], model.stack
     assert [c.name for c in stack.components] == model.model_config.stack.split(",")
-    assert all(len(c.folds) == 3 for c in stack.components)
+    assert all(len(c.models) == 1 for c in stack.components)      # each refitted on all
     assert stack.weights.sum() == pytest.approx(1) and (stack.weights >= 0).all()
     # the baselines a user would fit are scored on the same folds, outside the stack
     assert "linear:clr" in rep["components"] and "linear:clr" not in rep["weights"]
