@@ -151,3 +151,24 @@ def test_cli_embed_writes_the_distances_that_the_plugin_gives(example_paths, tmp
     off = api.distance_offset(bundle)
     assert off > 0 and np.allclose(np.diag(dm.to_numpy()), 0)
     assert dm.to_numpy()[0, 1] == pytest.approx(off + np.linalg.norm(emb[0] - emb[1]), rel=1e-5)
+
+
+def test_cli_fits_the_default_stack_and_predicts_from_its_directory(example_paths, tmp_path):
+    """`aam-engine train` with the defaults (the stack on the shipped encoder, folds by
+    --group-column) writes a model directory that `aam-engine predict` reads: one class per
+    sample, probabilities summing to 1, and the read-matching counts on stderr."""
+    p = example_paths
+    fit = _cli(["train", "--table", str(p["table"]), "--sequences", str(p["sequences"]),
+                "--metadata", str(p["metadata"]), "--target", "group", "--task",
+                "classification", "--group-column", "subject", "--ensemble", "3",
+                "--progress", "false", "--output", str(tmp_path / "clf")])
+    assert fit.wait(timeout=300) == 0, fit.stderr.read()
+    cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
+    assert cfg["format_version"] == "2.7" and cfg["stack"]["components"]
+    pred = _cli(["predict", "--model", str(tmp_path / "clf"), "--table", str(p["table"]),
+                 "--sequences", str(p["sequences"]), "--output", str(tmp_path / "p.tsv")])
+    assert pred.wait(timeout=300) == 0, pred.stderr.read()
+    assert "training reads" in pred.stderr.read()
+    rows = [line.split("\t") for line in (tmp_path / "p.tsv").read_text().splitlines()]
+    assert rows[0][:2] == ["SampleID", "prediction"] and len(rows) == 41
+    assert all(abs(sum(float(x) for x in r[2:]) - 1) < 1e-4 for r in rows[1:])
