@@ -70,7 +70,8 @@ def verdict(rep: dict) -> str:
         lo, hi = vs["interval"]
         lines.append(
             f"Out of fold, on {rep['samples']} samples in {rep['groups']} groups, the stack "
-            f"{word(vs)} its best component without the encoder ({best}): {metric} "
+            f"{word(vs)} the best model that reads no encoder ({best}, fitted on the same "
+            f"folds): {metric} "
             f"{fmt(rep['stack'])} against {fmt(rep['components'][best])} (difference "
             f"{signed(vs['difference'])}, 95% interval {signed(lo)} to {signed(hi)} over "
             "groups).")
