@@ -34,7 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import BASELINES, NAMES as BASELINE_NAMES  # noqa: E402
 from datasets import (DATASETS, DEV, REPORT_ONLY, RESULTS, labelled, load, n_units,  # noqa
-                      splits, unit)
+                      splits, test_key, unit)
 from tables import commit, interval_cell, ms, parse_sets  # noqa: E402
 
 DEV_SEEDS, REPORT_SEEDS = "0,1,2", "100,101,102,103,104"
@@ -149,11 +149,12 @@ def main():
                 continue
             seen.add(frozenset(test))
             rec = done.get((name, seed))
-            if rec is None:
+            if rec is None or rec.get("test_key") != test_key(test):
                 t0 = time.time()
                 rec = run_split(name, table, md, seed, train, test, over, args.tree_epochs,
                                 args.only_aam)
-                rec.update(settings=settings, minutes=(time.time() - t0) / 60, commit=commit())
+                rec.update(settings=settings, minutes=(time.time() - t0) / 60, commit=commit(),
+                           test_key=test_key(test))
                 with open(log, "a") as f:
                     f.write(json.dumps(rec) + "\n")
             runs.append(rec)

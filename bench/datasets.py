@@ -154,11 +154,37 @@ def splits(name: str, table, md, seeds, test_size: float = 0.25):
     from sklearn.model_selection import StratifiedGroupKFold
     y = [md.at[s, target] for s in ids]
     out = []
-    for s in seeds:     # the first fold of a seeded stratified grouped K-fold: every class
-        tr, te = next(StratifiedGroupKFold(k, shuffle=True, random_state=s)  # in the test part
-                      .split(ids, y, [units[i] for i in ids]))
+    for s in seeds:
+        folds = StratifiedGroupKFold(k, shuffle=True, random_state=s).split(
+            ids, y, [units[i] for i in ids])
+        tr, te = test_with_every_class(name, md, ids, list(folds), s)
         out.append((s, ids[tr].tolist(), ids[te].tolist()))
     return out
+
+
+def test_with_every_class(name, md, ids, folds, seed):
+    """The first fold of a seeded stratified grouped K-fold whose test part holds every class
+    of every classification target (else of the first): stratification does not promise it
+    where units are few and carry one class each (ibd-2538: one Crohn's patient per unit, the
+    controls in families), and a test part of one class makes macro F1 meaningless."""
+    targets = [t for t, classify in DATASETS[name]["targets"] if classify]
+    def has_all(te, t):
+        _, y_all = labelled(md, t, True, ids)
+        _, y_te = labelled(md, t, True, ids[te])
+        return set(y_te) == set(y_all)
+    for wanted in (targets, targets[:1]):
+        for tr, te in folds:
+            if all(has_all(te, t) for t in wanted):
+                return tr, te
+    raise ValueError(f"{name}, seed {seed}: no fold's test part holds every class of "
+                     f"{targets[0]}; use fewer folds")
+
+
+def test_key(test) -> str:
+    """Which samples a split tests, in 12 characters: a stored run is reused only for the very
+    same test part (a change to how splits are drawn reruns the splits it changed)."""
+    import hashlib
+    return hashlib.sha1("\n".join(sorted(map(str, test))).encode()).hexdigest()[:12]
 
 
 def n_units(name, md, ids) -> int:
