@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import DATASETS, DEV, RESULTS, ROOT, labelled, load, splits, unit  # noqa: E402
+from datasets import (DATASETS, DEV, RESULTS, ROOT, labelled, load, splits, test_key,  # noqa
+                      unit)
 from tables import commit, ms  # noqa: E402
 
 CACHE = ROOT / "build"
@@ -66,6 +67,12 @@ def encoder_features(name):
     CACHE.mkdir(exist_ok=True)
     np.savez(path, **feats)
     return table, md, feats
+
+
+def cached(name, target, seed, test, comp) -> Path:
+    """Where a component's predictions on one split are kept: keyed by the split's test part,
+    so a change to how splits are drawn recomputes the splits it changed."""
+    return PREDS / f"{name}.{target}.{seed}.{test_key(test)}.{comp}.npz"
 
 
 def block(feats, table, rows, spec):
@@ -165,7 +172,7 @@ def predict_main(argv):
                 folds = fold_ids(tr, min(5, len(set(g))), seed, dict(zip(tr, g)))
                 itr, ite = table.index_of(tr), table.index_of(te)
                 for comp in args.components.split(","):
-                    path = PREDS / f"{name}.{target}.{seed}.{comp}.npz"
+                    path = cached(name, target, seed, test, comp)
                     if path.exists():
                         continue
                     t0 = time.time()
@@ -213,6 +220,9 @@ def combine_main(argv):
              "candidate stack's test score, mean ± sd (ddof 1) over the splits that have every "
              "component (macro F1, or MAE for age), by stacker.", ""]
     for name in args.datasets.split(","):
+        table, md = load(name)
+        tests = {seed: te for seed, _, te in splits(name, table, md, [
+            int(s) for s in args.seeds.split(",")])}
         for target, classify in DATASETS[name]["targets"]:
             key = "macro_f1" if classify else "mae"
             lines += [f"## {name}: {target} ({key})", "", "| stack | "
@@ -222,9 +232,8 @@ def combine_main(argv):
                 cells = []
                 for stacker in args.stackers.split(","):
                     vals = []
-                    for seed in [int(s) for s in args.seeds.split(",")]:
-                        paths = [PREDS / f"{name}.{target}.{seed}.{c}.npz"
-                                 for c in comps.split("+")]
+                    for seed, te in tests.items():
+                        paths = [cached(name, target, seed, te, c) for c in comps.split("+")]
                         if not all(p.exists() for p in paths):
                             continue
                         z = [np.load(p) for p in paths]
