@@ -12,7 +12,7 @@ from ..learners import Forest, Linear
 
 L2_GRID = np.logspace(-3, 3, 7)          # C (classes); alpha = 100 x these (values)
 INNER_FOLDS = 3
-FOREST_TREES = 100                        # per fold model: a fold-averaged stack holds K x this
+FOREST_TREES = 100                        # a fold forest (out-of-fold predictions only)
 
 
 def inner_folds(y, groups, classify: bool, seed: int):
