@@ -39,7 +39,9 @@ STACKS = ("abundances=l2:rel+rf:rel;"
           "with_clr=l2:clr+rf:rel+l2:comp_rel+rf:comp_rel;"
           "encoder_only=l2:comp_rel+rf:comp_rel;"
           "log_weights=l2:rel+rf:rel+l2:comp_log+rf:comp_log;"
-          "with_heads=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel+heads")
+          "with_heads=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel+heads;"
+          "tuned_forests=l2:rel+rft:rel+l2:comp_rel+rft:comp_rel;"
+          "tuned_abundance_forest=l2:rel+rft:rel+l2:comp_rel+rf:comp_rel")
 
 
 def encoder_features(name):
@@ -107,6 +109,22 @@ def rf(Xtr, ytr, Xte, classify, groups, seed):
     return m.predict_proba(Xte) if classify else m.predict(Xte)
 
 
+RFT_GRID = ("sqrt", 0.05, 0.2)     # as the tuned forest baseline (bench/baselines.py)
+
+
+def rft(Xtr, ytr, Xte, classify, groups, seed):
+    """The forest with its max_features chosen on inner grouped folds (100 trees while
+    choosing, 500 refitted with the choice)."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    from aam_engine.fit.estimators import grid_search
+    cls = RandomForestClassifier if classify else RandomForestRegressor
+    s = grid_search(cls(n_estimators=100, random_state=seed, n_jobs=2),
+                    {"max_features": list(RFT_GRID)}, Xtr, ytr, groups, classify, seed)
+    m = cls(n_estimators=500, random_state=seed, n_jobs=2,
+            max_features=s.best_params_["max_features"]).fit(Xtr, ytr)
+    return m.predict_proba(Xte) if classify else m.predict(Xte)
+
+
 def heads(tr_table, ytr, te_table, classify, groups, seed):
     """AAM's heads on the shipped encoder (the plugin's default fit before the stack)."""
     from aam_engine import api
@@ -119,7 +137,7 @@ def heads(tr_table, ytr, te_table, classify, groups, seed):
     return out[2] if classify else np.asarray(out[1])
 
 
-LEARNERS = {"l2": l2, "rf": rf, "heads": heads}
+LEARNERS = {"l2": l2, "rf": rf, "rft": rft, "heads": heads}
 
 
 def score(y, p, classes, classify):
