@@ -42,8 +42,8 @@ def main():
     def timed(label, fn):
         t0 = time.time()
         out = fn()
-        rows.append((label, (time.time() - t0) / 60))
-        print(f"{label}: {rows[-1][1]:.2f} min", file=sys.stderr, flush=True)
+        rows.append((label, time.time() - t0))
+        print(f"{label}: {rows[-1][1]:.1f} s", file=sys.stderr, flush=True)
         return out
     fit = lambda **kw: api.fit(table, targets, "classification", api.ModelConfig(**kw.pop(
         "model", {})), api.TrainConfig(progress=False, **kw), groups=groups)
@@ -61,8 +61,8 @@ def main():
              "", f"ibd-2538 ({len(set(groups.values()))} families / subjects), Crohn's disease "
              f"vs control; `python bench/finetune.py`, commit {commit()}, "
              f"{time.strftime('%Y-%m-%d')}, {platform.platform()}, torch {torch.__version__}, "
-             f"{torch.get_num_threads()} threads.", "", "| what | minutes |", "|---|---|"]
-    lines += [f"| {label} | {minutes:.2f} |" for label, minutes in rows]
+             f"{torch.get_num_threads()} threads.", "", "| what | seconds |", "|---|---|"]
+    lines += [f"| {label} | {seconds:.1f} |" for label, seconds in rows]
     lines += ["", f"The default fit's verdict on these samples: {m.extra['stack']['verdict']}"]
     text = "\n".join(lines) + "\n"
     (RESULTS / "finetune.md").write_text(text)
