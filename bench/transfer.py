@@ -130,9 +130,13 @@ def main():
     todo = []
     if args.part in ("retrim", "both"):
         todo.append(("retrim", RETRIM["study"], [int(s) for s in args.seeds.split(",")]))
-    if args.part in ("loso", "both"):
-        own = [int(s) for s in REPORT_SEEDS.split(",")][:OWN_SEEDS]
-        todo += [("loso", name, own) for name in args.studies.split(",")]
+    if args.part in ("loso", "both"):       # the first report splits that accuracy.py ran
+        ran = ([json.loads(line) for line in REPORT_RUNS.read_text().splitlines()]
+               if REPORT_RUNS.exists() else [])
+        for name in args.studies.split(","):
+            seeds = sorted({r["seed"] for r in ran if r["dataset"] == name})
+            todo.append(("loso", name, (seeds or [int(s) for s in REPORT_SEEDS.split(",")])
+                         [:OWN_SEEDS]))
     for part, name, seeds in todo:
         table, md = load(name)
         for seed, train, test in splits(name, table, md, seeds):
