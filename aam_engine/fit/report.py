@@ -55,14 +55,16 @@ def fit_report(y, oof: dict, stack_oof, plain_oof, n_classes: int, decode, group
     return rep
 
 
-def signed(x: float) -> str:
-    """A difference as people read it: 3 significant digits, no -0 or 1e-09 noise."""
-    x = round(float(x), 6)
-    return f"{x + 0.0:+.3g}" if np.isfinite(x) else "nan"
+def signed(x: float, digits: int) -> str:
+    """A difference as people read it: fixed decimals, no -0 or 1e-09 noise."""
+    x = round(float(x), digits)
+    return f"{x + 0.0:+.{digits}f}" if np.isfinite(x) else "nan"
 
 
 def verdict(rep: dict) -> str:
     metric = "macro F1" if rep["metric"] == "macro_f1" else "MAE"
+    digits = 3 if rep["metric"] == "macro_f1" else 2
+    sign = lambda x: signed(x, digits)
     fmt = lambda s: f"{s[rep['metric']]:.3g}"
     lines = []
     if "versus_best_baseline" in rep:
@@ -72,14 +74,14 @@ def verdict(rep: dict) -> str:
             f"Out of fold, on {rep['samples']} samples in {rep['groups']} groups, the stack "
             f"{word(vs)} the best model that reads no encoder ({best}, fitted on the same "
             f"folds): {metric} "
-            f"{fmt(rep['stack'])} against {fmt(rep['components'][best])} (difference "
-            f"{signed(vs['difference'])}, 95% interval {signed(lo)} to {signed(hi)} over "
+            f"{fmt(rep['stack'])} against {fmt(rep['components'][best])} (the stack's gain "
+            f"{sign(vs['difference'])}, 95% interval {sign(lo)} to {sign(hi)} over "
             "groups).")
     if "encoder_contribution" in rep:
         ec = rep["encoder_contribution"]
         lo, hi = ec["interval"]
         lines.append(f"The encoder's contribution (the stack against the same stack without "
                      f"its encoder components, {metric} {fmt(rep['without_encoder'])}): "
-                     f"{signed(ec['difference'])} (95% interval {signed(lo)} to {signed(hi)}).")
+                     f"{sign(ec['difference'])} (95% interval {sign(lo)} to {sign(hi)}).")
     return " ".join(lines) or (f"Out of fold, {metric} {fmt(rep['stack'])} on "
                                f"{rep['samples']} samples.")
