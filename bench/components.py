@@ -268,5 +268,77 @@ def combine_main(argv):
     print(text)
 
 
+def oof_score(P, y, classify, classes, folds, key):
+    """The stack's cross-fitted out-of-fold score (as aam_engine.fit does for its report)."""
+    from aam_engine.fit.stack import cross_fitted_stack
+    yi = np.searchsorted(classes, y) if classify else y
+    oof = cross_fitted_stack(P, yi, len(classes) if classify else 0, folds)
+    return score(y, oof, classes, classify)[key]
+
+
+def select_main(argv):
+    """Would the fit do better to keep the encoder's components only where its own
+    out-of-fold evidence says they help?  Per split: the default stack and the same without
+    its encoder components, each cross-fitted on the training part's folds; the one with the
+    better out-of-fold score predicts (a tie keeps the one without).  Scored on the test part
+    beside both.  -> components-select-dev.md"""
+    from aam_engine.data.table import fold_ids
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--full", default="l2:rel+rf:rel+l2:comp_rel+rf:comp_rel")
+    ap.add_argument("--plain", default="l2:rel+rf:rel")
+    ap.add_argument("--datasets", default=",".join(DEV))
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
+    args = ap.parse_args(argv)
+    lines = ["# Keep the encoder's components only where out-of-fold evidence says they help "
+             "(development splits)", "", f"`python bench/components.py select`, commit "
+             f"{commit()}: the default stack (`{args.full}`), the same without its encoder "
+             f"components (`{args.plain}`), and the rule that picks, per split, the one with "
+             "the better cross-fitted out-of-fold score on the training part (Brier-weighted; "
+             "a tie keeps the one without); test scores, mean ± sd (ddof 1) over splits.", "",
+             "| dataset: target | n | default | without encoder | the rule | rule picked the "
+             "default |", "|---|---|---|---|---|---|"]
+    for name in args.datasets.split(","):
+        table, md = load(name)
+        units = unit(name, md)
+        for target, classify in DATASETS[name]["targets"]:
+            key, better = ("macro_f1", max) if classify else ("mae", min)
+            cols, picked = {"full": [], "plain": [], "rule": []}, 0
+            for seed, train, test in splits(name, table, md, [
+                    int(s) for s in args.seeds.split(",")]):
+                stacks = {k: [cached(name, target, seed, test, c) for c in v.split("+")]
+                          for k, v in (("full", args.full), ("plain", args.plain))}
+                if not all(q.exists() for v in stacks.values() for q in v):
+                    continue
+                tr, _ = labelled(md, target, classify, train)
+                g = np.array([units[i] for i in tr])
+                if len(set(g)) < 2:
+                    g = np.array(tr)
+                folds = fold_ids(tr, min(5, len(set(g))), seed, dict(zip(tr, g)))
+                out = {}
+                for k, paths in stacks.items():
+                    z = [np.load(q) for q in paths]
+                    ytr, yte = z[0]["ytr"], z[0]["yte"]
+                    classes = np.unique(ytr) if classify else None
+                    P = [d["oof"] for d in z]
+                    w = weights(P, ytr, classify, classes, "brier")
+                    test_p = sum(wk * d["test"] for wk, d in zip(w, z))
+                    out[k] = (oof_score(P, ytr, classify, classes, folds, key),
+                              score(yte, test_p, classes, classify)[key])
+                use = ("full" if better(out["full"][0], out["plain"][0]) != out["plain"][0]
+                       else "plain")
+                picked += use == "full"
+                for k in ("full", "plain"):
+                    cols[k].append(out[k][1])
+                cols["rule"].append(out[use][1])
+            if cols["rule"]:
+                lines.append(f"| {name}: {target} ({key}) | {len(cols['rule'])} | "
+                             f"{ms(cols['full'])} | {ms(cols['plain'])} | {ms(cols['rule'])} | "
+                             f"{picked} of {len(cols['rule'])} |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "components-select-dev.md").write_text(text)
+    print(text)
+
+
 if __name__ == "__main__":
-    {"predict": predict_main, "combine": combine_main}[sys.argv[1]](sys.argv[2:])
+    {"predict": predict_main, "combine": combine_main,
+     "select": select_main}[sys.argv[1]](sys.argv[2:])
