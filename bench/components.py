@@ -41,7 +41,9 @@ STACKS = ("abundances=l2:rel+rf:rel;"
           "log_weights=l2:rel+rf:rel+l2:comp_log+rf:comp_log;"
           "with_heads=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel+heads;"
           "tuned_forests=l2:rel+rft:rel+l2:comp_rel+rft:comp_rel;"
-          "tuned_abundance_forest=l2:rel+rft:rel+l2:comp_rel+rf:comp_rel")
+          "tuned_abundance_forest=l2:rel+rft:rel+l2:comp_rel+rf:comp_rel;"
+          "side_by_side=l2:relcomp+rf:relcomp;"
+          "side_by_side_and_apart=l2:rel+rf:rel+l2:relcomp+rf:relcomp")
 
 
 def encoder_features(name):
@@ -80,7 +82,8 @@ def cached(name, target, seed, test, comp) -> Path:
 def block(feats, table, rows, spec):
     from aam_engine.features import clr
     parts = []
-    for name in spec.split("+"):
+    for name in spec.replace("relcomp", "rel+comp_rel").split("+"):   # relcomp: one learner
+        # on relative abundances and the composition side by side
         C = table.counts[rows]
         parts.append(clr(C) if name == "clr" else
                      C.toarray() / np.maximum(np.asarray(C.sum(1)), 1) if name == "rel" else
