@@ -20,7 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aam_engine.features import clr  # noqa: E402
-from aam_engine.fit.estimators import L2_GRID, grid_search  # noqa: E402
+from aam_engine.fit.estimators import grid_search, linear_search  # noqa: E402
 
 RF_MAX_FEATURES = ("sqrt", 0.05, 0.2)
 
@@ -34,15 +34,7 @@ def rf_tuned(Xtr, ytr, Xte, classify: bool, groups=None, seed: int = 0):
 
 
 def l2_linear(Xtr, ytr, Xte, classify: bool, groups=None, seed: int = 0):
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    if classify:
-        model, grid = LogisticRegression(max_iter=5000), {"logisticregression__C": L2_GRID}
-    else:
-        model, grid = Ridge(), {"ridge__alpha": L2_GRID * 100}
-    s = grid_search(make_pipeline(StandardScaler(), model), grid, clr(Xtr), ytr, groups,
-                    classify, seed)
+    s = grid_search(*linear_search(classify), clr(Xtr), ytr, groups, classify, seed)
     return s.predict(clr(Xte)), {k.split("__")[1]: float(v) for k, v in s.best_params_.items()}
 
 

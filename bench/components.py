@@ -92,16 +92,8 @@ def block(feats, table, rows, spec):
 
 
 def l2(Xtr, ytr, Xte, classify, groups, seed):
-    from sklearn.linear_model import LogisticRegression, Ridge
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-    from aam_engine.fit.estimators import L2_GRID, grid_search
-    if classify:
-        model, grid = LogisticRegression(max_iter=5000), {"logisticregression__C": L2_GRID}
-    else:
-        model, grid = Ridge(), {"ridge__alpha": L2_GRID * 100}
-    s = grid_search(make_pipeline(StandardScaler(), model), grid, Xtr, ytr, groups, classify,
-                    seed)
+    from aam_engine.fit.estimators import grid_search, linear_search
+    s = grid_search(*linear_search(classify), Xtr, ytr, groups, classify, seed)
     return s.predict_proba(Xte) if classify else s.predict(Xte)
 
 

@@ -43,21 +43,36 @@ def constant(y, n_features: int, n_classes: int) -> Linear:
                   np.array([value]), classes, n_classes)
 
 
-def fit_linear(X, y, n_classes: int, groups=None, seed: int = 0) -> Linear:
-    """L2 logistic (n_classes > 0; y = class indices) or ridge regression on standardised X,
-    its strength chosen on inner folds.  Returns the fitted arrays."""
+def linear_search(classify: bool):
+    """(the L2 model on standardised features, the grid of its strength): logistic
+    regression's C over L2_GRID for classes, ridge's alpha over 100 x L2_GRID for values."""
     from sklearn.linear_model import LogisticRegression, Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-    X = np.asarray(X, float)
-    if n_classes and len(np.unique(y)) < 2:
-        return constant(y, X.shape[1], n_classes)
-    if n_classes:
+    if classify:
         model, grid = LogisticRegression(max_iter=5000), {"logisticregression__C": L2_GRID}
     else:
         model, grid = Ridge(), {"ridge__alpha": L2_GRID * 100}
-    best = grid_search(make_pipeline(StandardScaler(), model), grid, X, y, groups,
-                       bool(n_classes), seed).best_estimator_
+    return make_pipeline(StandardScaler(), model), grid
+
+
+def forest(classify: bool, trees: int, seed: int, n_jobs: int = 1):
+    """The stack's random forest, unfitted: sqrt of the features per split for classes, a
+    third for values."""
+    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    cls, mf = ((RandomForestClassifier, "sqrt") if classify else
+               (RandomForestRegressor, 1 / 3))
+    return cls(n_estimators=trees, max_features=mf, random_state=seed, n_jobs=n_jobs)
+
+
+def fit_linear(X, y, n_classes: int, groups=None, seed: int = 0) -> Linear:
+    """L2 logistic (n_classes > 0; y = class indices) or ridge regression on standardised X,
+    its strength chosen on inner folds.  Returns the fitted arrays."""
+    X = np.asarray(X, float)
+    if n_classes and len(np.unique(y)) < 2:
+        return constant(y, X.shape[1], n_classes)
+    best = grid_search(*linear_search(bool(n_classes)), X, y, groups, bool(n_classes),
+                       seed).best_estimator_
     sc, lm = best.steps[0][1], best.steps[1][1]
     coef = np.atleast_2d(lm.coef_).astype(float)
     classes = lm.classes_.astype(np.int64) if n_classes else np.zeros(0, np.int64)
@@ -66,16 +81,11 @@ def fit_linear(X, y, n_classes: int, groups=None, seed: int = 0) -> Linear:
 
 
 def fit_forest(X, y, n_classes: int, seed: int = 0, trees: int = FOREST_TREES) -> Forest:
-    """A random forest (sqrt of the features per split for classes, a third for values),
-    as node arrays."""
-    from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
+    """The stack's random forest (``forest``), as node arrays."""
     X = np.asarray(X, float)
     if n_classes and len(np.unique(y)) < 2:
         return as_forest_constant(y, n_classes)
-    cls, mf = ((RandomForestClassifier, "sqrt") if n_classes else
-               (RandomForestRegressor, 1 / 3))
-    rf = cls(n_estimators=trees, max_features=mf, random_state=seed, n_jobs=1).fit(X, y)
-    return as_forest(rf, n_classes)
+    return as_forest(forest(bool(n_classes), trees, seed).fit(X, y), n_classes)
 
 
 def as_forest(rf, n_classes: int) -> Forest:
