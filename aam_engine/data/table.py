@@ -280,6 +280,14 @@ def _biom_subsample(bt, depth: int, seed: int):
         np.random.set_state(state)
 
 
+def check_groups(ids, groups):
+    """Every sample needs a validation group: say which have none."""
+    missing = [s for s in ids if s not in groups]
+    if missing:
+        raise ValueError(f"{len(missing)} sample(s) have no validation group: "
+                         f"{first_few(missing)}. Give every sample a value in the groups column.")
+
+
 def split_ids(ids, validation_fraction: float, seed: int = 0, groups=None):
     ids = list(ids)
     if not 0 <= validation_fraction < 1:
@@ -296,9 +304,7 @@ def split_ids(ids, validation_fraction: float, seed: int = 0, groups=None):
         val = set(order[:n_val].tolist())
         return ([s for i, s in enumerate(ids) if i not in val],
                 [s for i, s in enumerate(ids) if i in val])
-    missing = [s for s in ids if s not in groups]
-    if missing:
-        raise ValueError(f"{len(missing)} sample(s) have no group value: {first_few(missing)}")
+    check_groups(ids, groups)
     uniq = sorted({str(groups[s]) for s in ids})
     if len(uniq) < 2:
         raise ValueError(f"A grouped split needs at least 2 groups; found {len(uniq)} "

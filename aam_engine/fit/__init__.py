@@ -25,7 +25,7 @@ import numpy as np
 
 from ..config import ENCODER_SIZES, apply_preset, head_count, warn_size_mismatch
 from ..data.reads import known_reads
-from ..data.table import first_few, fold_ids
+from ..data.table import check_groups, fold_ids
 from ..features import sample_features, with_covariates
 from ..inputs import (Options, check_classes, fold_count, decode_regression,
                       encode_covariates, encode_targets, prepare_table, resolve_distances_of,
@@ -85,8 +85,8 @@ def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
         return encoder
     if not model_cfg.freeze_base:
         return None
+    from ..pretrained import default_encoder
     if options.has_distances:
-        from ..pretrained import default_encoder
         from ..pretraining import pretrain_encoder
         sub = dirs.sub("pretrain")
         return pretrain_encoder(table, model_cfg, train_cfg, groups=groups,
@@ -95,7 +95,6 @@ def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
                                 start=default_encoder() if model_cfg.pretrain_from == "shipped"
                                 else None)
     if model_cfg.shipped_encoder:
-        from ..pretrained import default_encoder
         return default_encoder()
     return None
 
@@ -174,10 +173,7 @@ def usable_groups(groups, sample_ids):
     then split the samples, and scores are for new samples of that unit, not new units."""
     if groups is None:
         return None
-    missing = [s for s in sample_ids if s not in groups]
-    if missing:
-        raise ValueError(f"{len(missing)} sample(s) have no validation group: "
-                         f"{first_few(missing)}. Give every sample a value in the groups column.")
+    check_groups(sample_ids, groups)
     if len({str(groups[s]) for s in sample_ids}) < 2:
         warnings.warn("Every sample is in one validation group: the folds split its samples, "
                       "so the scores are for new samples of that unit, not for new units.",
