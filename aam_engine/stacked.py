@@ -3,8 +3,9 @@
 Each component is a learner reading one block of features (aam_engine.features), or the
 model's own prediction heads; it was cross-fitted on K folds of the training samples (the
 out-of-fold predictions the stacker was fitted on) and predicts with the learner refitted on
-every training sample (the heads: the mean of the K heads, each trained without its fold).  The stack's prediction is the weighted
-mean of its components' predictions: class probabilities, or (normalised) values.
+every training sample (the heads: the mean of the K heads, each trained without its fold).
+The stack's prediction is the weighted mean of its components' predictions: class
+probabilities, or (normalised) values.
 
 Saved as JSON (``spec``) + tensors (``tensors``: ``stack.<component>.<model>.<array>``), read
 back by ``Stack.load``; nothing here trains or imports scikit-learn.

@@ -1,15 +1,15 @@
 """What a fit says about itself, from out-of-fold predictions only: each component's score
 and the stack's, with 95% intervals that resample whole validation groups; the stack against
-its best component that reads no encoder (the baseline a user would fit); and the encoder's
+the best model that reads no encoder (a component, or a baseline a user would fit, on the
+same folds); and the encoder's
 contribution, the stack against the same stack without its encoder components.  A verdict
 says "beats" only when the interval of the difference excludes zero."""
 from __future__ import annotations
 
 import numpy as np
 
-from ..stacked import ABUNDANCE_BLOCKS
-
 from ..metrics import paired_difference, primary_metric, scores_with_interval
+from ..stacked import ABUNDANCE_BLOCKS
 
 
 def as_outputs(P, n_classes: int, decode):

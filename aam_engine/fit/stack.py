@@ -4,9 +4,9 @@ Non-negative weights that sum to 1, fitted to the components' out-of-fold predic
 Brier score of the weighted mean of class probabilities (a proper score that an
 over-confident component, as a linear model on few groups often is, does not swamp the way
 it swamps the log loss: bench/results/components-dev.md), the squared error of the weighted
-mean of values.  ``cross_fitted_stack`` gives the stack's own out-of-fold predictions: fold k's are
-weighted by weights fitted on the other folds, so the stack's score is as honest as its
-components'.
+mean of values.  ``cross_fitted_stack`` gives the stack's own out-of-fold predictions:
+fold k's are weighted by weights fitted on the other folds, so the stack's score is as
+honest as its components'.
 """
 from __future__ import annotations
 
