@@ -44,18 +44,26 @@ LABEL = {"aam": "AAM (default fit: the stack on the shipped encoder)",
          "aam_plain": "the same stack without its encoder components", **BASELINE_NAMES}
 
 
+def default_fit(table, ids, y, classify, units, seed, over=({}, {}), encoder=None, tree=None):
+    """The fit every benchmark scores: the plugin's defaults (settings in ``over``: model,
+    training overrides) on the samples ``ids`` of ``table`` with targets ``y``, folds keeping
+    each of ``units`` whole, quiet and without the baselines' report.  ``encoder`` / ``tree``
+    as api.fit takes them (a tree: an encoder is pretrained on these samples first)."""
+    from aam_engine import api
+    return api.fit(table.subset(ids), dict(zip(ids, y)),
+                   "classification" if classify else "regression", api.ModelConfig(**over[0]),
+                   api.TrainConfig(progress=False, compare_baselines=False, random_seed=seed,
+                                   **over[1]),
+                   encoder=encoder, groups={s: units[s] for s in ids},
+                   options=api.Options(tree=tree))
+
+
 def fit_aam(table, tr, ytr, te, classify, groups, seed, over, tree=None):
     """The default fit on the training part (given the study's tree: an encoder is
     pretrained on the training part first) and its predictions for the test part."""
     from aam_engine import api
-    from aam_engine.config import ModelConfig, TrainConfig
-    model_over, train_over = over
     t0 = time.time()
-    m = api.fit(table.subset(tr), dict(zip(tr, ytr)),
-                "classification" if classify else "regression", ModelConfig(**model_over),
-                TrainConfig(progress=False, compare_baselines=False, random_seed=seed,
-                            **train_over),
-                groups={s: groups[s] for s in tr}, options=api.Options(tree=tree))
+    m = default_fit(table, tr, ytr, classify, groups, seed, over, tree=tree)
     minutes = (time.time() - t0) / 60
     out = api.predict(m, table.subset(te))
     return np.asarray(out[1]), {"minutes": minutes,

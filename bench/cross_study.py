@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from accuracy import default_fit  # noqa: E402
 from baselines import BASELINES  # noqa: E402
 from datasets import CORPUS, DATA, RESULTS, counts_on, read_metadata  # noqa: E402
 from tables import commit, interval_cell, ms  # noqa: E402
@@ -69,9 +70,7 @@ def run_seed(seed, src, y_src, subjects, dst, y_dst) -> dict:
     train = src.subset(tr)
     score = lambda p: prediction_scores(y_dst, np.asarray(p), True)
     t0 = time.time()
-    m = api.fit(train, dict(zip(tr, ytr)), "classification", api.ModelConfig(),
-                api.TrainConfig(progress=False, compare_baselines=False, random_seed=seed),
-                groups={s: subjects[s] for s in tr})
+    m = default_fit(src, tr, ytr, True, subjects, seed)
     rec = {"seed": seed, "n_train": len(tr), "subjects": len(chosen), "n_test": dst.n_samples,
            "aam": score(api.predict(m, dst)[1]), "aam_minutes": (time.time() - t0) / 60}
     known = known_reads(train)

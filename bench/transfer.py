@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import BASELINE_NAMES, BASELINES, REPORT_SEEDS  # noqa: E402
+from accuracy import BASELINE_NAMES, BASELINES, REPORT_SEEDS, default_fit  # noqa: E402
 from datasets import (DATASETS, RESULTS, counts_on, labelled, load, splits, test_key,  # noqa
                       unit)
 from tables import commit, interval_cell, ms  # noqa: E402
@@ -73,10 +73,7 @@ def own_split(name, table, md, seed, train, test) -> dict:
     te, yte = labelled(md, target, classify, test)
     if classify and len(set(ytr)) < 2:          # as accuracy.run_split: nothing to learn
         return {"test_units": sorted({groups[s] for s in test})}
-    m = api.fit(table.subset(tr), dict(zip(tr, ytr)), "classification" if classify
-                else "regression", api.ModelConfig(),
-                api.TrainConfig(progress=False, compare_baselines=False, random_seed=seed),
-                encoder=enc, groups={s: groups[s] for s in tr})
+    m = default_fit(table, tr, ytr, classify, groups, seed, encoder=enc)
     pred = np.asarray(api.predict(m, table.subset(te))[1])
     return {"aam_own": prediction_scores(yte, pred, classify), "test_units":
             sorted({groups[s] for s in test})}
@@ -93,9 +90,7 @@ def retrim_split(table, md, seed, train, test) -> dict:
     te, yte = labelled(md, target, classify, test)
     test_t = table.subset(te)
     cut = test_t.trimmed(RETRIM["start"], RETRIM["length"])
-    m = api.fit(table.subset(tr), dict(zip(tr, ytr)), "classification", api.ModelConfig(),
-                api.TrainConfig(progress=False, compare_baselines=False, random_seed=seed),
-                groups={s: units[s] for s in tr})
+    m = default_fit(table, tr, ytr, True, units, seed)
     score = lambda p: prediction_scores(yte, np.asarray(p), True)
     rec = {"seed": seed, "aam": score(api.predict(m, test_t)[1]),
            "aam_retrimmed": score(api.predict(m, cut)[1]),
