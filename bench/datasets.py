@@ -172,10 +172,8 @@ def test_with_every_class(name, md, ids, folds):
     where units are few and carry one class each (ibd-2538: one Crohn's patient per unit, the
     controls in families), and a test part of one class makes macro F1 meaningless."""
     targets = [t for t, classify in DATASETS[name]["targets"] if classify]
-    def has_all(te, t):
-        _, y_all = labelled(md, t, True, ids)
-        _, y_te = labelled(md, t, True, ids[te])
-        return set(y_te) == set(y_all)
+    every = {t: set(labelled(md, t, True, ids)[1]) for t in targets}
+    has_all = lambda te, t: set(labelled(md, t, True, ids[te])[1]) == every[t]
     for wanted in (targets, targets[:1]):
         for tr, te in folds:
             if all(has_all(te, t) for t in wanted):
