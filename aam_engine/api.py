@@ -20,7 +20,7 @@ from .data.simulate import simulate
 from .data.table import split_ids
 from .fit import fit as fit_stack
 from .inference import inference_setup, predictions, run_model
-from .inputs import Options, decode_regression
+from .inputs import Options, decide_classes, decode_regression
 from .interpret import attention_importance, integrated_gradients, occlusion_importance
 from .io import ModelBundle
 from .io.model_dir import history_tsv, read_model_dir, write_model_files
@@ -77,7 +77,8 @@ def predict(bundle: ModelBundle, table: SampleTable, covariates=None, device: st
     if bundle.task == "regression":
         return table.sample_ids, decode_regression(bundle.target, out)
     classes = bundle.target["classes"]
-    return table.sample_ids, [classes[i] for i in out.argmax(1)], out, classes
+    picked = decide_classes(bundle.target, out, bundle.model_config.decision)
+    return table.sample_ids, [classes[i] for i in picked], out, classes
 
 
 def distance_offset(bundle: ModelBundle, learned: bool = False) -> float:

@@ -148,6 +148,13 @@ class ModelConfig(_Serial):
         "prediction heads on the frozen encoder. The predictions are the weighted mean of the "
         "components' (weights >= 0 fitted on their out-of-fold predictions). 'heads' alone "
         "gives the model trained whole when freeze-base is off.", plugin="fit")
+    decision: str = setting(
+        "balanced", "How a classifier picks the class it predicts from its class "
+        "probabilities: 'balanced' the class whose probability stands highest against its "
+        "share of the training samples (the rule that maximises balanced accuracy: a rare "
+        "class is predicted where the model sees more of it than its base rate), 'probable' "
+        "the most probable class. The probabilities are the same either way.",
+        choices=("balanced", "probable"), plugin="classification")
     head_kmer_size: int = setting(
         6, "Length of the k-mers whose spectrum (each sample's relative-abundance-weighted "
         "k-mer frequencies, 4^k numbers) the prediction heads read beside the encoder's "

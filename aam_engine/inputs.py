@@ -144,9 +144,10 @@ def encode_targets(values: dict, task: str, sample_ids, missing_samples: str, cf
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[l] for l in labels], dtype=np.int64)
     enc["classes"] = classes
+    counts = np.bincount(y, minlength=len(classes))
+    enc["priors"] = (counts / counts.sum()).tolist()
     weights = None
     if cfg.class_weights == "balanced":
-        counts = np.bincount(y, minlength=len(classes))
         weights = (len(y) / (len(classes) * np.maximum(counts, 1))).astype(np.float32)
     return sample_ids, y, enc, weights
 
@@ -162,6 +163,18 @@ def _is_number(v) -> bool:
 def decode_regression(enc: dict, z):
     y = np.asarray(z, dtype=np.float64) * enc["scale"] + enc["shift"]
     return np.expm1(y) if enc.get("transform") == "log1p" else y
+
+
+def decide_classes(enc: dict, P, decision: str = "balanced") -> np.ndarray:
+    """The predicted class index of each row of class probabilities P [n, classes]:
+    'balanced' divides by the training share of each class first (ModelConfig.decision), so
+    that a rare class is predicted where the model sees more of it than its base rate;
+    'probable' (and a model that stored no shares) takes the most probable class."""
+    P = np.asarray(P, dtype=np.float64)
+    priors = enc.get("priors")
+    if decision == "balanced" and priors is not None:
+        P = P / np.maximum(np.asarray(priors, dtype=np.float64), 1e-12)
+    return P.argmax(1)
 
 
 def resolve_distances_of(table, keep, distances, tree, metric):

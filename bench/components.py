@@ -335,6 +335,63 @@ def select_main(argv):
     print(text)
 
 
+def decision_main(argv):
+    """Which class should a classifier predict from its class probabilities: the most probable,
+    or the one that stands highest against its share of the training samples (the balanced
+    rule, aam_engine.inputs.decide_classes)?  Per split, each stack (Brier-weighted on its
+    out-of-fold predictions, as the fit does) and each single component scored on the test
+    part both ways.  -> components-decision-dev.md"""
+    from aam_engine.inputs import decide_classes
+    from aam_engine.metrics import macro_f1
+    from tables import interval_cell
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--stacks", default="default=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel;"
+                    "abundances=l2:rel+rf:rel;L2 on CLR (a baseline)=l2:clr;"
+                    "forest on CLR=rf:clr")
+    ap.add_argument("--datasets", default=",".join(DEV))
+    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
+    args = ap.parse_args(argv)
+    stacks = dict(s.split("=") for s in args.stacks.split(";"))
+    lines = ["# The classifier's decision rule (development splits)", "",
+             f"`python bench/components.py decision` on the cached predictions of `predict`, "
+             f"commit {commit()}: macro F1 on the test part, mean ± sd (ddof 1) over splits, "
+             "with the most probable class ('probable') and with the balanced rule (the class "
+             "whose probability stands highest against its training share); balanced − "
+             "probable: the paired difference, mean and 95% t-interval over splits.", "",
+             "| dataset: target | stack | n | probable | balanced | balanced − probable |",
+             "|---|---|---|---|---|---|"]
+    for name in args.datasets.split(","):
+        table, md = load(name)
+        tests = {seed: te for seed, _, te in splits(name, table, md, [
+            int(s) for s in args.seeds.split(",")])}
+        for target, classify in DATASETS[name]["targets"]:
+            if not classify:
+                continue
+            for sname, comps in stacks.items():
+                rows = []
+                for seed, te in tests.items():
+                    paths = [cached(name, target, seed, te, c) for c in comps.split("+")]
+                    if not all(q.exists() for q in paths):
+                        continue
+                    z = [np.load(q) for q in paths]
+                    ytr, yte = z[0]["ytr"], z[0]["yte"]
+                    classes = np.unique(ytr)
+                    w = weights([d["oof"] for d in z], ytr, True, classes, "brier")
+                    p = sum(wk * d["test"] for wk, d in zip(w, z))
+                    enc = {"priors": [float(np.mean(ytr == c)) for c in classes]}
+                    yi = np.searchsorted(classes, yte)
+                    rows.append([macro_f1(yi, decide_classes(enc, p, rule), len(classes))
+                                 for rule in ("probable", "balanced")])
+                if len(rows) > 1:
+                    r = np.array(rows)
+                    lines.append(f"| {name}: {target} | {sname} (`{comps}`) | {len(r)} | "
+                                 f"{ms(r[:, 0])} | {ms(r[:, 1])} | "
+                                 f"{interval_cell(r[:, 1] - r[:, 0])} |")
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "components-decision-dev.md").write_text(text)
+    print(text)
+
+
 if __name__ == "__main__":
     {"predict": predict_main, "combine": combine_main,
-     "select": select_main}[sys.argv[1]](sys.argv[2:])
+     "select": select_main, "decision": decision_main}[sys.argv[1]](sys.argv[2:])

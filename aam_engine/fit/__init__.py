@@ -17,7 +17,6 @@ on a validation split.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import warnings
 from dataclasses import dataclass
 
@@ -27,7 +26,7 @@ from ..config import ENCODER_SIZES, apply_preset, head_count, warn_size_mismatch
 from ..data.reads import known_reads
 from ..data.table import check_groups, fold_ids
 from ..features import sample_features, with_covariates
-from ..inputs import (Options, check_classes, fold_count, decode_regression,
+from ..inputs import (Options, check_classes, decide_classes, fold_count, decode_regression,
                       encode_covariates, encode_targets, prepare_table, resolve_distances_of,
                       resolve_sizes)
 from ..io import ModelBundle
@@ -124,12 +123,15 @@ class FitInputs:
         return len(self.target["classes"]) if self.task == "classification" else 0
 
     def decode(self, z):
+        """Predictions as the user reads them: values in the target's units, or the class
+        indices the model's decision rule picks from class probabilities."""
+        if self.n_classes:
+            return decide_classes(self.target, z, self.model_cfg.decision)
         return decode_regression(self.target, z)
 
     def run_inputs(self, encoder, folds=None) -> RunInputs:
         return RunInputs(self.y, self.distances, self.covariates, self.class_weights,
-                         functools.partial(decode_regression, self.target)
-                         if self.task == "regression" else None, self.groups, folds, encoder)
+                         self.decode, self.groups, folds, encoder)
 
 
 def inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options) -> FitInputs:
@@ -279,8 +281,7 @@ def outputs(data: FitInputs, encoder, model, history, run, stack, rep) -> ModelB
     extra["reads"] = known_reads(data.labelled)
     extra["validation"] = {"sample_ids": ids,
                            "true": (data.y if data.n_classes else data.decode(data.y)).tolist(),
-                           "predicted": (stack_oof.argmax(1) if data.n_classes
-                                         else data.decode(stack_oof)).tolist()}
+                           "predicted": data.decode(stack_oof).tolist()}
     extra.pop("baselines", None)
     return ModelBundle(data.model_cfg, data.train_cfg, model.state_dict(), data.target,
                        data.levels, history, extra, stack)

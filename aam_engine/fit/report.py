@@ -12,12 +12,6 @@ from ..metrics import paired_difference, primary_metric, scores_with_interval
 from ..stacked import ABUNDANCE_BLOCKS
 
 
-def as_outputs(P, n_classes: int, decode):
-    """Predictions as the user reads them: class indices, or values in the target's units."""
-    P = np.asarray(P, float)
-    return P.argmax(1) if n_classes else decode(P)
-
-
 def word(diff: dict) -> str:
     lo, hi = diff["interval"]
     if np.isfinite(lo) and lo > 0:
@@ -31,12 +25,14 @@ def fit_report(y, oof: dict, stack_oof, plain_oof, n_classes: int, decode, group
                seed: int = 0) -> dict:
     """``oof``: {component: out-of-fold predictions}; ``stack_oof`` / ``plain_oof``: the
     stack's and the stack without encoder components' (None when it has no such part).
-    y: class indices or normalised values (decoded here); groups: one label per sample."""
+    y: class indices or normalised values; ``decode`` turns predictions (and normalised
+    values) into what the user reads: class indices by the model's decision rule, or values
+    in the target's units; groups: one label per sample."""
     y_out = y if n_classes else decode(y)
     groups = np.asarray(groups)
-    P = {n: as_outputs(p, n_classes, decode) for n, p in oof.items()}
-    stack = as_outputs(stack_oof, n_classes, decode)
-    plain = None if plain_oof is None else as_outputs(plain_oof, n_classes, decode)
+    P = {n: decode(p) for n, p in oof.items()}
+    stack = decode(stack_oof)
+    plain = None if plain_oof is None else decode(plain_oof)
     name, higher = primary_metric(n_classes)[:2]
     scores = lambda p: scores_with_interval(y_out, p, groups, n_classes, seed)
     rep = {"metric": name, "samples": int(len(y)), "groups": int(len(set(groups.tolist()))),

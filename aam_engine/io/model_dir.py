@@ -229,7 +229,17 @@ def _from_2_6(cfg):
     return None, []
 
 
-UPGRADES = (_from_2_0, _from_2_1, _from_2_2, _from_2_3, _from_2_4, _from_2_5, _from_2_6)
+def _from_2_7(cfg):
+    """2.8 lets a classifier predict the class that stands highest against its training
+    share (ModelConfig.decision); older classifiers stored no shares and predict the most
+    probable class."""
+    if cfg["model"].get("task") != "encoder":
+        cfg["model"]["decision"] = "probable"
+    return None, []
+
+
+UPGRADES = (_from_2_0, _from_2_1, _from_2_2, _from_2_3, _from_2_4, _from_2_5, _from_2_6,
+            _from_2_7)
 MAJOR = int(FORMAT_VERSION.split(".")[0])
 READABLE_VERSIONS = tuple(f"{MAJOR}.{m}" for m in range(len(UPGRADES) + 1))
 assert READABLE_VERSIONS[-1] == FORMAT_VERSION, "a format minor without its upgrade step"
@@ -371,7 +381,7 @@ STACK_PREFIX = "stack."
 
 def check_stack(cfg: dict, names: set):
     """A stack's tensors are exactly those its description in config.json names, and only a
-    regressor / classifier of format 2.7 has one."""
+    regressor / classifier of format 2.7 or later has one."""
     spec = cfg.get("stack")
     if spec is None:
         if names:

@@ -39,6 +39,11 @@ def test_a_stored_model_of_each_version_reads_and_computes_what_its_engine_did(v
     _, labels, proba, classes = api.predict(clf, table, device="cpu")
     assert list(classes) == expected["classes"]
     np.testing.assert_allclose(proba, expected["probabilities"], rtol=1e-4, atol=1e-5)
+    # classifiers before 2.8 predicted the most probable class, and still do
+    old = tuple(map(int, version.split("."))) < (2, 8)
+    assert (clf.model_config.decision == "probable") == old
+    if old:
+        assert labels == [classes[i] for i in np.asarray(proba).argmax(1)]
     # and the encoder, read, fits a new head (it is a usable starting point, not only readable)
     targets = {sid: "ab"[i % 2] for i, sid in enumerate(table.sample_ids)}
     head = api.fit(table, targets, "classification", api.ModelConfig(ensemble=1),

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from aam_engine import api
+from aam_engine import FORMAT_VERSION, api
 from aam_engine.config import ModelConfig, TrainConfig
 
 from ..conftest import shared_data
@@ -164,7 +164,7 @@ def test_cli_fits_the_default_stack_and_predicts_from_its_directory(example_path
                 "--progress", "false", "--output", str(tmp_path / "clf")])
     assert fit.wait(timeout=300) == 0, fit.stderr.read()
     cfg = json.loads((tmp_path / "clf" / "config.json").read_text())
-    assert cfg["format_version"] == "2.7" and cfg["stack"]["components"]
+    assert cfg["format_version"] == FORMAT_VERSION and cfg["stack"]["components"]
     pred = _cli(["predict", "--model", str(tmp_path / "clf"), "--table", str(p["table"]),
                  "--sequences", str(p["sequences"]), "--output", str(tmp_path / "p.tsv")])
     assert pred.wait(timeout=300) == 0, pred.stderr.read()

@@ -113,6 +113,28 @@ def test_a_saved_stack_predicts_the_same_whatever_the_feature_order(stacked, tmp
     np.testing.assert_allclose(api.predict(back, shuffled)[2], a[2], atol=1e-9)
 
 
+def test_the_balanced_decision_predicts_a_rare_class_above_its_base_rate(stacked, tmp_path):
+    from aam_engine.inputs import decide_classes
+    enc = {"classes": ["common", "rare"], "priors": [0.9, 0.1]}
+    P = np.array([[0.8, 0.2], [0.95, 0.05], [0.4, 0.6]])
+    # 0.2 is twice the rare class's base rate: balanced predicts it, probable does not
+    assert decide_classes(enc, P, "balanced").tolist() == [1, 0, 1]
+    assert decide_classes(enc, P, "probable").tolist() == [0, 0, 1]
+    assert decide_classes({"classes": enc["classes"]}, P, "balanced").tolist() == [0, 0, 1]
+    # a fitted classifier stores its classes' training shares and predicts by its rule, saved
+    # or not; the probabilities do not depend on the rule
+    table, md, groups, model = stacked
+    counts = md["group"].astype(str).value_counts(normalize=True)
+    assert model.target["priors"] == pytest.approx(
+        [counts[c] for c in model.target["classes"]])
+    write_model_dir(model, tmp_path / "m")
+    back = read_model_dir(tmp_path / "m")
+    assert back.model_config.decision == "balanced" == model.model_config.decision
+    _, labels, proba, classes = api.predict(back, table)
+    picked = decide_classes(back.target, proba, "balanced")
+    assert labels == [classes[i] for i in picked]
+
+
 def test_a_class_of_one_sample_is_named_before_any_training(example):
     table, dist, md = example
     labels = md["group"].astype(str).to_dict()
