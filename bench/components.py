@@ -221,22 +221,49 @@ def weights(P, y, classify, classes, stacker):
     return w / w.sum()
 
 
-def combine_main(argv):
+def cached_stack(name, target, seed, test, comps: str, classify, stacker="brier"):
+    """A stack of cached components ('a+b+...') on one split: (the first component's arrays,
+    the classes, the stack's test predictions), or None where a component is not cached."""
+    paths = [cached(name, target, seed, test, c) for c in comps.split("+")]
+    if not all(q.exists() for q in paths):
+        return None
+    z = [np.load(q) for q in paths]
+    classes = np.unique(z[0]["ytr"]) if classify else None
+    w = weights([d["oof"] for d in z], z[0]["ytr"], classify, classes, stacker)
+    return z[0], classes, sum(wk * d["test"] for wk, d in zip(w, z))
+
+
+def split_args(argv, stacks: str, **extra):
+    """The arguments every reading of the cache takes: stacks, datasets, seeds (+ extra)."""
     ap = argparse.ArgumentParser()
-    ap.add_argument("--stacks", default=STACKS, help="name=comp+comp;name=...")
-    ap.add_argument("--stackers", default="brier,logloss,mean")
+    ap.add_argument("--stacks", default=stacks, help="name=comp+comp;name=...")
+    for k, v in extra.items():
+        ap.add_argument(f"--{k}", default=v)
     ap.add_argument("--datasets", default=",".join(DEV))
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
     args = ap.parse_args(argv)
-    stacks = dict(s.split("=") for s in args.stacks.split(";"))
+    return args, dict(s.split("=") for s in args.stacks.split(";"))
+
+
+def split_tests(name, seeds: str):
+    table, md = load(name)
+    return {seed: te for seed, _, te in splits(name, table, md, [int(s) for s in seeds.split(",")])}
+
+
+def publish(lines, name: str):
+    text = "\n".join(lines) + "\n"
+    (RESULTS / name).write_text(text)
+    print(text)
+
+
+def combine_main(argv):
+    args, stacks = split_args(argv, STACKS, stackers="brier,logloss,mean")
     lines = ["# How the default stack was chosen (development splits)", "",
              f"`python bench/components.py combine` after `predict`, commit {commit()}: each "
              "candidate stack's test score, mean ± sd (ddof 1) over the splits that have every "
              "component (macro F1, or MAE for age), by stacker.", ""]
     for name in args.datasets.split(","):
-        table, md = load(name)
-        tests = {seed: te for seed, _, te in splits(name, table, md, [
-            int(s) for s in args.seeds.split(",")])}
+        tests = split_tests(name, args.seeds)
         for target, classify in DATASETS[name]["targets"]:
             key = "macro_f1" if classify else "mae"
             lines += [f"## {name}: {target} ({key})", "", "| stack | "
@@ -247,21 +274,13 @@ def combine_main(argv):
                 for stacker in args.stackers.split(","):
                     vals = []
                     for seed, te in tests.items():
-                        paths = [cached(name, target, seed, te, c) for c in comps.split("+")]
-                        if not all(p.exists() for p in paths):
-                            continue
-                        z = [np.load(p) for p in paths]
-                        classes = np.unique(z[0]["ytr"]) if classify else None
-                        w = weights([d["oof"] for d in z], z[0]["ytr"], classify, classes,
-                                    stacker)
-                        p = sum(wk * d["test"] for wk, d in zip(w, z))
-                        vals.append(score(z[0]["yte"], p, classes, classify)[key])
+                        got = cached_stack(name, target, seed, te, comps, classify, stacker)
+                        if got is not None:
+                            vals.append(score(got[0]["yte"], got[2], got[1], classify)[key])
                     cells.append(f"{ms(vals)} (n={len(vals)})" if vals else "")
                 lines.append(f"| {sname} (`{comps}`) | " + " | ".join(cells) + " |")
             lines.append("")
-    text = "\n".join(lines)
-    (RESULTS / "components-dev.md").write_text(text)
-    print(text)
+    publish(lines, "components-dev.md")
 
 
 def oof_score(P, y, classify, classes, folds, key):
@@ -330,9 +349,7 @@ def select_main(argv):
                 lines.append(f"| {name}: {target} ({key}) | {len(cols['rule'])} | "
                              f"{ms(cols['full'])} | {ms(cols['plain'])} | {ms(cols['rule'])} | "
                              f"{picked} of {len(cols['rule'])} |")
-    text = "\n".join(lines) + "\n"
-    (RESULTS / "components-select-dev.md").write_text(text)
-    print(text)
+    publish(lines, "components-select-dev.md")
 
 
 def decision_main(argv):
@@ -344,14 +361,9 @@ def decision_main(argv):
     from aam_engine.inputs import decide_classes
     from aam_engine.metrics import macro_f1
     from tables import interval_cell
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--stacks", default="default=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel;"
-                    "abundances=l2:rel+rf:rel;L2 on CLR (a baseline)=l2:clr;"
-                    "forest on CLR=rf:clr")
-    ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
-    args = ap.parse_args(argv)
-    stacks = dict(s.split("=") for s in args.stacks.split(";"))
+    args, stacks = split_args(argv, "default=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel;"
+                              "abundances=l2:rel+rf:rel;L2 on CLR (a baseline)=l2:clr;"
+                              "forest on CLR=rf:clr")
     lines = ["# The classifier's decision rule (development splits)", "",
              f"`python bench/components.py decision` on the cached predictions of `predict`, "
              f"commit {commit()}: macro F1 on the test part, mean ± sd (ddof 1) over splits, "
@@ -361,23 +373,18 @@ def decision_main(argv):
              "| dataset: target | stack | n | probable | balanced | balanced − probable |",
              "|---|---|---|---|---|---|"]
     for name in args.datasets.split(","):
-        table, md = load(name)
-        tests = {seed: te for seed, _, te in splits(name, table, md, [
-            int(s) for s in args.seeds.split(",")])}
+        tests = split_tests(name, args.seeds)
         for target, classify in DATASETS[name]["targets"]:
             if not classify:
                 continue
             for sname, comps in stacks.items():
                 rows = []
                 for seed, te in tests.items():
-                    paths = [cached(name, target, seed, te, c) for c in comps.split("+")]
-                    if not all(q.exists() for q in paths):
+                    got = cached_stack(name, target, seed, te, comps, True)
+                    if got is None:
                         continue
-                    z = [np.load(q) for q in paths]
-                    ytr, yte = z[0]["ytr"], z[0]["yte"]
-                    classes = np.unique(ytr)
-                    w = weights([d["oof"] for d in z], ytr, True, classes, "brier")
-                    p = sum(wk * d["test"] for wk, d in zip(w, z))
+                    (z, classes, p), ytr = got, got[0]["ytr"]
+                    yte = z["yte"]
                     enc = {"priors": [float(np.mean(ytr == c)) for c in classes]}
                     yi = np.searchsorted(classes, yte)
                     rows.append([macro_f1(yi, decide_classes(enc, p, rule), len(classes))
@@ -387,9 +394,7 @@ def decision_main(argv):
                     lines.append(f"| {name}: {target} | {sname} (`{comps}`) | {len(r)} | "
                                  f"{ms(r[:, 0])} | {ms(r[:, 1])} | "
                                  f"{interval_cell(r[:, 1] - r[:, 0])} |")
-    text = "\n".join(lines) + "\n"
-    (RESULTS / "components-decision-dev.md").write_text(text)
-    print(text)
+    publish(lines, "components-decision-dev.md")
 
 
 if __name__ == "__main__":
