@@ -235,8 +235,14 @@ def _stack_table(model, rep) -> dict:
     for name, s in rep["components"].items():
         w = f"{weights[name]:.2f}" if name in weights else "not in the stack (baseline)"
         rows.append(row(component_label(name), s, w))
+    rule = ""
+    if model.task == "classification":
+        rule = ("; every model predicts the class whose probability stands highest against "
+                "its share of the training samples (decision: balanced)"
+                if model.model_config.decision == "balanced" else
+                "; every model predicts its most probable class (decision: probable)")
     return {"header": ["stack weight", f"{main} 95% interval"] + [c for _, c in cols],
             "rows": rows, "verdict": rep["verdict"],
             "caption": f"Out-of-fold scores: each of {rep['samples']} samples predicted by "
                        f"fits that never saw it ({rep['groups']} groups; intervals resample "
-                       "whole groups)"}
+                       f"whole groups){rule}"}
