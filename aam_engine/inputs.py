@@ -144,10 +144,10 @@ def encode_targets(values: dict, task: str, sample_ids, missing_samples: str, cf
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[l] for l in labels], dtype=np.int64)
     enc["classes"] = classes
-    counts = np.bincount(y, minlength=len(classes))
-    enc["priors"] = (counts / counts.sum()).tolist()
+    enc["priors"] = class_shares(y, range(len(classes)))
     weights = None
     if cfg.class_weights == "balanced":
+        counts = np.bincount(y, minlength=len(classes))
         weights = (len(y) / (len(classes) * np.maximum(counts, 1))).astype(np.float32)
     return sample_ids, y, enc, weights
 
@@ -163,6 +163,12 @@ def _is_number(v) -> bool:
 def decode_regression(enc: dict, z):
     y = np.asarray(z, dtype=np.float64) * enc["scale"] + enc["shift"]
     return np.expm1(y) if enc.get("transform") == "log1p" else y
+
+
+def class_shares(y, classes) -> list:
+    """Each class's share of the labels y (the priors decide_classes reads)."""
+    y = np.asarray(y)
+    return [float(np.mean(y == c)) for c in classes]
 
 
 def decide_classes(enc: dict, P, decision: str = "balanced") -> np.ndarray:

@@ -194,7 +194,7 @@ def validation_outputs(trainer, model, data, val_ids):
                 "predicted": dec(out).tolist()}
     if data.task == "classification":
         return {"sample_ids": val_ids, "true": data.builder.targets[data.val_rows].tolist(),
-                "predicted": (data.decode(out) if data.decode else out.argmax(1)).tolist()}
+                "predicted": data.decode(out).tolist()}
     rec = {"sample_ids": val_ids}
     if data.builder.distances is not None and len(val_ids) > 1:
         # the validation pairs' model and UniFrac distances (the encoder summary's scatter),

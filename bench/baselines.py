@@ -19,7 +19,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from aam_engine.features import clr  # noqa: E402
@@ -32,11 +31,11 @@ def outputs(model, Xte, ytr, classify: bool, chosen: dict):
     """(most probable class or value, chosen settings, class by the balanced rule or None)."""
     if not classify:
         return model.predict(Xte), chosen, None
-    from aam_engine.inputs import decide_classes
+    from aam_engine.inputs import class_shares, decide_classes
     classes = model.classes_
-    priors = [float(np.mean(np.asarray(ytr) == c)) for c in classes]
     proba = model.predict_proba(Xte)
-    return model.predict(Xte), chosen, classes[decide_classes({"priors": priors}, proba)]
+    return (model.predict(Xte), chosen,
+            classes[decide_classes({"priors": class_shares(ytr, classes)}, proba)])
 
 
 def rf_tuned(Xtr, ytr, Xte, classify: bool, groups=None, seed: int = 0):

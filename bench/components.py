@@ -361,7 +361,7 @@ def decision_main(argv):
     macro F1 of the stack's cross-fitted out-of-fold predictions on the training part (a tie
     keeps balanced).  -> components-decision-dev.md"""
     from aam_engine.fit.stack import cross_fitted_stack
-    from aam_engine.inputs import decide_classes
+    from aam_engine.inputs import class_shares, decide_classes
     from aam_engine.metrics import macro_f1
     from tables import interval_cell
     args, stacks = split_args(argv, "default=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel;"
@@ -390,7 +390,7 @@ def decision_main(argv):
                         continue
                     z, classes, p = got
                     ytr, yte, C = z[0]["ytr"], z[0]["yte"], len(classes)
-                    enc = {"priors": [float(np.mean(ytr == c)) for c in classes]}
+                    enc = {"priors": class_shares(ytr, classes)}
                     yi, yi_tr = np.searchsorted(classes, yte), np.searchsorted(classes, ytr)
                     oof = cross_fitted_stack([d["oof"] for d in z], yi_tr, C, z[0]["folds"])
                     f1 = lambda y, q, rule: macro_f1(y, decide_classes(enc, q, rule), C)

@@ -1,5 +1,7 @@
 """The default fit: a stack of components cross-fitted on the same grouped folds, weighed on
 their out-of-fold predictions, saved without pickle, predicting the same from its files."""
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -133,6 +135,11 @@ def test_the_balanced_decision_predicts_a_rare_class_above_its_base_rate(stacked
     _, labels, proba, classes = api.predict(back, table)
     picked = decide_classes(back.target, proba, "balanced")
     assert labels == [classes[i] for i in picked]
+    probable = dataclasses.replace(back, model_config=dataclasses.replace(
+        back.model_config, decision="probable"))
+    _, labels_p, proba_p, _ = api.predict(probable, table)
+    np.testing.assert_array_equal(proba_p, proba)
+    assert labels_p == [classes[i] for i in np.asarray(proba).argmax(1)]
 
 
 def test_a_class_of_one_sample_is_named_before_any_training(example):
