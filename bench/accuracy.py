@@ -12,6 +12,8 @@ training part, scored on the test part:
     python bench/accuracy.py --splits report                  # report splits (publishing only)
     python bench/accuracy.py --datasets sleep-apnea --seeds 0 # quick look
     python bench/accuracy.py --set stack=heads --tag heads    # one setting changed (ablation)
+    python bench/accuracy.py --encoder build/candidate-encoder --only-aam --tag candidate
+                                                # another encoder in place of the shipped one
 
 Two sets of split seeds: development (DEV_SEEDS, on the development datasets: defaults may
 be chosen on them) and report (REPORT_SEEDS on every dataset, run only to publish; a report
@@ -64,12 +66,12 @@ def default_fit(table, ids, y, classify, units, seed, over=({}, {}), encoder=Non
                    options=api.Options(tree=tree))
 
 
-def fit_aam(table, tr, ytr, te, classify, groups, seed, over, tree=None):
+def fit_aam(table, tr, ytr, te, classify, groups, seed, over, tree=None, encoder=None):
     """The default fit on the training part (given the study's tree: an encoder is
     pretrained on the training part first) and its predictions for the test part."""
     from aam_engine import api
     t0 = time.time()
-    m = default_fit(table, tr, ytr, classify, groups, seed, over, tree=tree)
+    m = default_fit(table, tr, ytr, classify, groups, seed, over, encoder=encoder, tree=tree)
     minutes = (time.time() - t0) / 60
     out = api.predict(m, table.subset(te))
     return np.asarray(out[1]), {"minutes": minutes,
@@ -77,7 +79,7 @@ def fit_aam(table, tr, ytr, te, classify, groups, seed, over, tree=None):
 
 
 def run_split(name, table, md, seed, train, test, over, tree_epochs: int = 0,
-              only_aam: bool = False) -> dict:
+              only_aam: bool = False, encoder=None) -> dict:
     from aam_engine.metrics import prediction_scores
     units = unit(name, md)
     X = table.counts.toarray()
@@ -96,7 +98,7 @@ def run_split(name, table, md, seed, train, test, over, tree_epochs: int = 0,
         for model, stack in (("aam", None),) + ((("aam_plain", PLAIN),) if not only_aam else ()):
             mo = dict(over[0], **({"stack": stack} if stack else {}))
             pred, info = fit_aam(table, tr, ytr, te, classify, units, seed, (mo, train_over),
-                                 tree)
+                                 tree, encoder)
             res[model] = {**prediction_scores(yte, pred, classify), **info}
         g = np.array([units[s] for s in tr])
         for b, fn in ({} if only_aam else BASELINES).items():
@@ -109,6 +111,12 @@ def run_split(name, table, md, seed, train, test, over, tree_epochs: int = 0,
         print(name, seed, target, {m: round(res[m]["macro_f1" if classify else "mae"], 3)
                                    for m in MODELS if m in res}, file=sys.stderr, flush=True)
     return rec
+
+
+def encoder_id(path) -> str:
+    """An encoder directory named by its weights (runs with other weights are not resumed)."""
+    import hashlib
+    return hashlib.sha256((Path(path) / "weights.safetensors").read_bytes()).hexdigest()[:16]
 
 
 def dev_test_sets(name, table, md) -> set:
@@ -129,6 +137,8 @@ def main():
     ap.add_argument("--tree-epochs", type=int, default=0,
                     help="give the fit the study's tree: an encoder is pretrained on the "
                          "training part for this many epochs first (0: the shipped encoder)")
+    ap.add_argument("--encoder", help="an encoder's model directory in place of the shipped "
+                                      "one (e.g. a candidate of shipped_encoder/)")
     ap.add_argument("--only-aam", action="store_true",
                     help="only AAM's default fit (an ablation beside a full run's baselines)")
     ap.add_argument("--compare", metavar="TAG,TAG,...",
@@ -144,7 +154,12 @@ def main():
     over = parse_sets(args.set)
     stem = f"accuracy{'-' + args.tag if args.tag else ''}-{args.splits}"
     log = RESULTS / f"{stem}.runs.jsonl"
+    encoder = None
+    if args.encoder:
+        from aam_engine.io import read_model_dir
+        encoder = read_model_dir(args.encoder)
     settings = {"set": args.set, "layout": RUN_LAYOUT,
+                **({"encoder": encoder_id(args.encoder)} if args.encoder else {}),
                 **({"tree_epochs": args.tree_epochs} if args.tree_epochs
                                     else {}), **({"only_aam": True} if args.only_aam else {})}
     done = {(r["dataset"], r["seed"]): r for r in stored_runs(args.splits, args.tag, settings)}
@@ -165,7 +180,7 @@ def main():
             if rec is None or rec.get("test_key") != test_key(test):
                 t0 = time.time()
                 rec = run_split(name, table, md, seed, train, test, over, args.tree_epochs,
-                                args.only_aam)
+                                args.only_aam, encoder)
                 rec.update(settings=settings, minutes=(time.time() - t0) / 60, commit=commit(),
                            test_key=test_key(test))
                 with open(log, "a") as f:

@@ -4,6 +4,8 @@ The frozen-encoder cached path: seconds per split.
 
     python bench/components.py predict            # every candidate component, cached
     python bench/components.py combine            # candidate stacks -> components-dev.md
+    python bench/components.py predict --encoder cand=build/candidate-encoder \
+        --components l2:comp_rel,rf:comp_rel      # another encoder's components: l2:comp_rel@cand
 
 ``predict``: for each development dataset and grouped split (bench/datasets.py), every
 candidate component (LEARNER:FEATURES) is cross-fitted on 5 grouped folds of the training
@@ -47,31 +49,48 @@ STACKS = ("abundances=l2:rel+rf:rel;"
           "side_by_side_and_apart=l2:rel+rf:rel+l2:relcomp+rf:relcomp")
 
 
-def encoder_features(name):
-    """(table, metadata, {block: [n, D]}) of the shipped encoder, cached per dataset."""
-    path = CACHE / f"features-{name}.npz"
+def encoder_features(name, encoder=None):
+    """(table, metadata, {block: [n, D]}) of the shipped encoder, cached per dataset; or of
+    ``encoder`` = (tag, model directory): cached under the tag with the weights' id, and a
+    tag whose weights changed drops its cached features and components of this dataset."""
+    path = CACHE / (f"features-{name}@{encoder[0]}.npz" if encoder else f"features-{name}.npz")
+    wid = weights_id(encoder[1]) if encoder else ""
     table, md = load(name)
     if path.exists():
         z = np.load(path, allow_pickle=False)
-        if list(z["ids"]) == list(table.sample_ids):
+        if list(z["ids"]) == list(table.sample_ids) and str(z.get("encoder", "")) == wid:
             return table, md, dict(z)
+        if encoder:
+            for q in PREDS.glob(f"{name}.*@{encoder[0]}.npz"):
+                q.unlink()
     import scipy.sparse as sp
     from aam_engine.data import BatchBuilder
     from aam_engine.features import composition
     from aam_engine.inference import encoder_vectors, run_model
+    from aam_engine.io import read_model_dir
     from aam_engine.pretrained import default_encoder
-    model = default_encoder().build_model()
+    model = (read_model_dir(encoder[1]) if encoder else default_encoder()).build_model()
     V = encoder_vectors(model, table)
     b = BatchBuilder(table, model.cfg.token_limit, model.cfg.max_bp)
     logc = sp.csr_matrix(table.counts, copy=True)
     logc.data = np.log1p(logc.data)
-    feats = dict(ids=np.array(table.sample_ids), comp_rel=composition(table.counts, V),
+    feats = dict(ids=np.array(table.sample_ids), encoder=np.array(wid),
+                 comp_rel=composition(table.counts, V),
                  comp_log=composition(logc, V),
                  sample=run_model(model, b, np.arange(table.n_samples), "cpu",
                                   key="sample_vec"))
     CACHE.mkdir(exist_ok=True)
     np.savez(path, **feats)
     return table, md, feats
+
+
+def weights_id(directory) -> str:
+    import hashlib
+    return hashlib.sha256((Path(directory) / "weights.safetensors").read_bytes()).hexdigest()
+
+
+def reads_encoder(comp: str) -> bool:
+    return comp == "heads" or any(f in comp for f in ("comp_", "sample", "relcomp"))
 
 
 def cached(name, target, seed, test, comp) -> Path:
@@ -168,10 +187,15 @@ def predict_main(argv):
     ap.add_argument("--datasets", default=",".join(DEV))
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
     ap.add_argument("--components", default=CANDIDATES)
+    ap.add_argument("--encoder", metavar="TAG=DIR", help="another encoder (a model directory) "
+                    "in place of the shipped one: its components are cached as COMPONENT@TAG")
     args = ap.parse_args(argv)
+    encoder = tuple(args.encoder.split("=", 1)) if args.encoder else None
+    if encoder and "heads" in args.components.split(","):
+        raise SystemExit("heads fit on the shipped encoder only; leave them out with --encoder")
     PREDS.mkdir(parents=True, exist_ok=True)
     for name in args.datasets.split(","):
-        table, md, feats = encoder_features(name)
+        table, md, feats = encoder_features(name, encoder)
         units = unit(name, md)
         for seed, train, test in splits(name, table, md, [int(s) for s in args.seeds.split(",")]):
             for target, classify in DATASETS[name]["targets"]:
@@ -186,7 +210,8 @@ def predict_main(argv):
                 folds = fold_ids(tr, min(5, len(set(g))), seed, dict(zip(tr, g)))
                 itr, ite = table.index_of(tr), table.index_of(te)
                 for comp in args.components.split(","):
-                    path = cached(name, target, seed, test, comp)
+                    path = cached(name, target, seed, test, comp + (
+                        f"@{encoder[0]}" if encoder and reads_encoder(comp) else ""))
                     if path.exists():
                         continue
                     t0 = time.time()

@@ -3,6 +3,7 @@
 
     python shipped_encoder/build_corpus.py --out build/corpus [--read-length 150] [--studies a,b]
         [--reference qiime-default-reference-0.1.3.tar.gz] [--max-samples 40]
+        [--asv-study crc-udca2=PATH-TO-A-CLONE-OF-caporaso-lab/crc-udca2]
 
 For every OTU of the chosen studies, the Greengenes representative sequence (from the PyPI
 package qiime-default-reference 0.1.3: the installed package, its sdist, or a folder) is cut
@@ -12,11 +13,19 @@ sequence lacks the primer or is too short after it are dropped with their reads 
 the manifest).  Samples with fewer than ``--min-depth`` kept reads, and American Gut's
 extraction blanks, are left out.
 
+Real-ASV studies (``--asv-study NAME=GIT``, NAME one of ASV_STUDIES): DADA2 / Deblur tables
+of public repositories, read from a clone (bare or not) at the commit pinned below, never
+from a moving branch.  Their features are the study's own reads (IDs as the study gives them),
+cut to ``--read-length``; each keeps its own rooted tree (``<out>/<study>/tree.nwk``), so its
+UniFrac pairs stay within the study.  Only samples that the study's metadata lists with a
+subject are kept (the submitted human samples, not controls).
+
 Writes, deterministically (same inputs and options -> same files):
     <out>/<study>/table.biom      samples x OTUs kept (HDF5 BIOM; IDs = Greengenes IDs)
     <out>/<study>/metadata.tsv    the study's metadata rows of the kept samples
     <out>/sequences.fasta         every kept OTU -> its cut sequence
     <out>/tree.nwk                the Greengenes 97% tree cut down to the kept OTUs
+    <out>/<asv-study>/tree.nwk    a real-ASV study's own tree, cut to its kept reads
     <out>/metadata.tsv            sample-id, study, subject of every kept sample
     <out>/manifest.json           options, studies (samples / OTUs / reads kept), checksums
 Checksums: sha256 of the file bytes for text files; for tables, of their content (IDs and
@@ -31,8 +40,10 @@ import hashlib
 import io
 import json
 import re
+import subprocess
 import sys
 import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +57,18 @@ FASTA = "gg_13_8_otus/rep_set/97_otus.fasta.gz"
 TREE = "gg_13_8_otus/trees/97_otus.tree.gz"
 # studies whose IDs are not Greengenes OTUs (no tree covers their sequences)
 NOT_GG97 = ("multi-omics-10333",)
+# Real-ASV studies: where each one's files are (repository, commit, paths) and what they hold.
+# Surveyed in shipped_encoder/README.md; none is a study that bench/ scores.
+ASV_STUDIES = {
+    "crc-udca2": dict(
+        repository="caporaso-lab/crc-udca2", commit="32507d4a3aaf0b589fe8357aac12bdb0cfbc9771",
+        table="data/table.qza", sequences="data/rep-seqs.qza", tree="data/rooted-tree.qza",
+        metadata="sra/sra-submission-sheet.tsv", sample_column="sample_name",
+        subject_column="host_subject_id", licence="BSD-3-Clause",
+        description="human stool, ursodeoxycholic acid trial (before / after treatment), "
+                    "DADA2 150 nt V4 (515F/806R)",
+        citation="Pearson et al. 2019, Cancer Prev Res 12:(8) 543"),
+}
 HERE = Path(__file__).resolve().parent
 DEFAULT_CORPUS = HERE.parent.parent / "shared" / "data" / "corpus"
 
@@ -162,6 +185,58 @@ def write_table(table, path: Path):
     tmp.replace(path)
 
 
+def git_file(repo: Path, commit: str, path: str) -> bytes:
+    """A file of a git repository (a clone, bare or not) at ``commit``."""
+    try:
+        return subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"],
+                              capture_output=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as e:
+        err = getattr(e, "stderr", b"") or b""
+        raise SystemExit(f"cannot read {path} at commit {commit[:12]} from {repo}: "
+                         f"{err.decode().strip() or e}. Give a clone of the study's repository "
+                         "that has this commit.")
+
+
+def artifact_file(qza: bytes, name: str) -> bytes:
+    """The payload file ``name`` (e.g. 'feature-table.biom') of a QIIME 2 artifact's bytes."""
+    with zipfile.ZipFile(io.BytesIO(qza)) as z:
+        member = next((m for m in z.namelist() if m.endswith("/data/" + name)), None)
+        if member is None:
+            raise SystemExit(f"the artifact holds no data/{name}: {z.namelist()[:5]}")
+        return z.read(member)
+
+
+def read_asv_study(repo: Path, spec: dict, read_length: int):
+    """(table with reads as long as ``read_length`` at least, {feature: read cut to that
+    length}, metadata indexed by sample with a 'subject' column, rooted tree, reads of
+    other lengths dropped) of a real-ASV study at its pinned commit."""
+    import biom
+    import h5py
+    import pandas as pd
+    import skbio
+    get = lambda key: git_file(repo, spec["commit"], spec[key])
+    with h5py.File(io.BytesIO(artifact_file(get("table"), "feature-table.biom")), "r") as f:
+        table = biom.Table.from_hdf5(f)
+    fasta = artifact_file(get("sequences"), "dna-sequences.fasta").decode()
+    seqs = {r.metadata["id"]: str(r) for r in skbio.io.read(io.StringIO(fasta), "fasta")}
+    missing = set(table.ids(axis="observation")) - set(seqs)
+    if missing:
+        raise SystemExit(f"{len(missing)} features of {spec['table']} have no sequence in "
+                         f"{spec['sequences']}, e.g. {sorted(missing)[:3]}")
+    cut = {f: seqs[f][:read_length] for f in table.ids(axis="observation")
+           if len(seqs[f]) >= read_length}
+    dropped = len(table.ids(axis="observation")) - len(cut)
+    table = table.filter(lambda v, i, m: i in cut, axis="observation", inplace=False)
+    tree = skbio.TreeNode.read(io.StringIO(artifact_file(get("tree"), "tree.nwk").decode()),
+                               format="newick")
+    md = pd.read_csv(io.BytesIO(get("metadata")), sep="\t", dtype=str, keep_default_na=False)
+    md = md.set_index(spec["sample_column"])
+    md.index.name = "sample-id"
+    md.insert(0, "subject", md.pop(spec["subject_column"]))
+    md = md[md["subject"].str.strip() != ""]
+    return table, cut, md, tree, dropped
+
+
 def pick_samples(ids, n: int, seed: int = 0):
     """At most n of ``ids``, drawn reproducibly, in their original order."""
     if not n or len(ids) <= n:
@@ -172,7 +247,10 @@ def pick_samples(ids, n: int, seed: int = 0):
 
 # ---------------------------------------------------------------------------- build
 def build(corpus: Path, out: Path, reference: Reference, read_length: int = 150,
-          studies=None, min_depth: int = 500, max_samples: int = 0, log=print) -> dict:
+          studies=None, min_depth: int = 500, max_samples: int = 0, log=print,
+          asv_studies=None, asv_specs=None) -> dict:
+    """``asv_studies``: {name: clone of its repository} of real-ASV studies to add (their
+    specs from ``asv_specs``, default ASV_STUDIES)."""
     import biom
     corpus = Path(corpus)
     available = sorted(p.name for p in corpus.iterdir() if (p / "table.biom").exists())
@@ -230,7 +308,23 @@ def build(corpus: Path, out: Path, reference: Reference, read_length: int = 150,
         log(f"  {s}: {len(t.ids())} samples, {len(t.ids(axis='observation'))} OTUs, "
             f"{float(t.sum()) / reads_in:.1%} of their reads")
     order = sorted(used)
+    asv_reads = {}
+    for s, repo in sorted((asv_studies or {}).items()):
+        specs = ASV_STUDIES if asv_specs is None else asv_specs
+        if s not in specs:
+            raise SystemExit(f"unknown real-ASV study {s!r}; known: {sorted(specs)}")
+        if s in studies:
+            raise SystemExit(f"{s} is named twice")
+        info, reads = add_asv_study(out, s, Path(repo), specs[s], read_length, min_depth,
+                                    max_samples, manifest, md_rows)
+        clash = set(reads) & (set(cut) | set(asv_reads))
+        if clash:
+            raise SystemExit(f"{s}: {len(clash)} feature IDs are already another study's, "
+                             f"e.g. {sorted(clash)[:3]}")
+        asv_reads.update(reads)
+        log(f"  {s} (real ASVs): {info['samples']} samples, {info['otus']} reads")
     fasta = "".join(f">{o}\n{cut[o]}\n" for o in order).encode()
+    fasta += "".join(f">{o}\n{asv_reads[o]}\n" for o in sorted(asv_reads)).encode()
     (out / "sequences.fasta").write_bytes(fasta)
     log(f"reading the Greengenes tree and cutting it to {len(order)} OTUs")
     tree = reference.tree(set(order))
@@ -242,14 +336,58 @@ def build(corpus: Path, out: Path, reference: Reference, read_length: int = 150,
         fh.writelines(f"{a}\t{b}\t{c}\n" for a, b, c in md_rows)
     for name in ("sequences.fasta", "tree.nwk", "metadata.tsv"):
         manifest["files"][name] = {"sha256": sha256((out / name).read_bytes())}
-    for s in studies:
+    for s in list(studies) + sorted(asv_studies or {}):
         manifest["files"][f"{s}/metadata.tsv"] = {
             "sha256": sha256((out / s / "metadata.tsv").read_bytes())}
-    manifest["otus"] = len(order)
+    manifest["otus"] = len(order) + len(asv_reads)
     manifest["otus_without_primer_or_too_short"] = int(len(otus) - len(mapped))
     manifest["samples"] = len(md_rows)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return manifest
+
+
+def add_asv_study(out: Path, s: str, repo: Path, spec: dict, read_length: int,
+                  min_depth: int, max_samples: int, manifest: dict, md_rows: list):
+    """Write one real-ASV study (table, metadata, its own tree) into the corpus; record it in
+    the manifest and ``md_rows``.  Returns (its manifest entry, {feature: read})."""
+    table_in, reads, md, tree, dropped = read_asv_study(repo, spec, read_length)
+    t = table_in.filter(lambda v, i, m: i in reads, axis="observation", inplace=False)
+    depth = dict(zip(t.ids(), t.sum(axis="sample")))
+    keep = pick_samples([x for x in t.ids() if x in md.index and depth[x] >= min_depth],
+                        max_samples)
+    if not keep:
+        raise SystemExit(f"{s}: no sample has a subject in {spec['metadata']} and at least "
+                         f"{min_depth} reads")
+    reads_in = float(table_in.filter(keep, axis="sample", inplace=False).sum())
+    t = t.filter(keep, axis="sample", inplace=False)
+    t = t.filter(lambda v, i, m: v.sum() > 0, axis="observation", inplace=False)
+    kept = set(t.ids(axis="observation"))
+    tips = {n.name for n in tree.tips()}
+    if kept - tips:
+        raise SystemExit(f"{s}: {len(kept - tips)} reads are not tips of {spec['tree']}")
+    tree = tree.shear(kept)
+    tree.prune()
+    (out / s).mkdir(exist_ok=True)
+    write_table(t, out / s / "table.biom")
+    write_metadata(md.loc[t.ids()], "#q2:types" + "\tcategorical" * md.shape[1] + "\n",
+                   out / s / "metadata.tsv")
+    buf = io.StringIO()
+    tree.write(buf, format="newick")
+    (out / s / "tree.nwk").write_text(buf.getvalue())
+    md_rows += [(x, s, md.at[x, "subject"]) for x in t.ids()]
+    info = manifest["studies"][s] = {
+        "kind": "real ASVs, own tree", "tree": f"{s}/tree.nwk",
+        "source": {k: spec[k] for k in ("repository", "commit", "table", "sequences", "tree",
+                                         "metadata", "licence", "description", "citation")},
+        "samples_in": int(len(table_in.ids())), "samples": int(len(t.ids())),
+        "subjects": int(md.loc[t.ids(), "subject"].nunique()),
+        "otus_in": int(len(table_in.ids(axis="observation"))), "otus": len(kept),
+        "reads_shorter_than_read_length": int(dropped),
+        "reads_of_kept_samples": reads_in, "reads_kept": float(t.sum()),
+        "fraction_reads_kept": round(float(t.sum()) / reads_in, 6)}
+    manifest["files"][f"{s}/table.biom"] = {"content_sha256": table_checksum(t)}
+    manifest["files"][f"{s}/tree.nwk"] = {"sha256": sha256((out / s / "tree.nwk").read_bytes())}
+    return info, {f: reads[f] for f in sorted(kept)}
 
 
 def main(argv=None) -> int:
@@ -265,10 +403,14 @@ def main(argv=None) -> int:
     p.add_argument("--min-depth", type=int, default=500)
     p.add_argument("--max-samples", type=int, default=0,
                    help="at most this many samples per study, drawn reproducibly (0 = all)")
+    p.add_argument("--asv-study", action="append", default=[], metavar="NAME=CLONE",
+                   help=f"add a real-ASV study ({', '.join(ASV_STUDIES)}) from a clone of its "
+                        "repository (read at the pinned commit)")
     a = p.parse_args(argv)
+    asv = dict(kv.split("=", 1) for kv in a.asv_study)
     build(Path(a.corpus), Path(a.out), Reference(a.reference), a.read_length,
           [s for s in a.studies.split(",") if s], a.min_depth, a.max_samples,
-          log=lambda m: print(m, file=sys.stderr))
+          log=lambda m: print(m, file=sys.stderr), asv_studies=asv)
     return 0
 
 

@@ -7,8 +7,9 @@ on studies and samples it never saw, and write it with its model card into the p
 Held out of pretraining, for the encoder's own validation (chosen before any training, as the
 corpus studies with a phenotype target and subjects: they are also the leave-one-study-out
 targets of bench/):  HELD_OUT_STUDIES below, whole; and 10% of the other studies' subjects
-(whole subjects), whose pairs choose the best epoch.  All studies' UniFrac comes from one tree
-(Greengenes 13_8 97%), so pairs across studies train too.
+(whole subjects), whose pairs choose the best epoch.  The Greengenes studies' UniFrac comes
+from one tree (Greengenes 13_8 97%), so pairs across them train too; a real-ASV study (the
+corpus's ``--asv-study``) has a tree of its own, and its pairs stay within it.
 """
 from __future__ import annotations
 
@@ -73,6 +74,11 @@ def distance_fit(bundle, table, tree, seed: int = 0) -> dict:
             "pearson_embedding": round(scores["pearson"], 4)}
 
 
+def study_trees(corpus: Path, manifest: dict) -> dict:
+    """{study: the tree its UniFrac comes from}: its own (a real-ASV study) or Greengenes'."""
+    return {s: corpus / info.get("tree", "tree.nwk") for s, info in manifest["studies"].items()}
+
+
 def git_commit() -> str:
     """The commit whose code runs the build (taken when it starts), '+changes' where the
     working tree differs from it."""
@@ -109,6 +115,7 @@ def main(argv=None) -> int:
     train_studies = [s for s in studies if s not in HELD_OUT_STUDIES]
     held = [s for s in studies if s in HELD_OUT_STUDIES]
     seqs = read_fasta(corpus / "sequences.fasta")
+    trees = study_trees(corpus, manifest)
     table, study_of = merge_tables(load_studies(corpus, train_studies, seqs), train_studies)
     groups = read_groups(corpus, train_studies)
     mcfg = api.ModelConfig(**model)
@@ -116,19 +123,21 @@ def main(argv=None) -> int:
     print(f"pretraining on {table.n_samples} samples of {len(train_studies)} studies, "
           f"{table.n_features} OTUs; held out: {held}", file=sys.stderr)
     t0 = time.time()
-    bundle = api.pretrain(table, mcfg, tcfg, tree=corpus / "tree.nwk", groups=groups,
-                          options=api.Options(checkpoint_dir=a.checkpoint_dir))
+    used = sorted({trees[s] for s in train_studies}, key=str)
+    bundle = api.pretrain(table, mcfg, tcfg, tree=used[0] if len(used) == 1 else used,
+                          groups=groups, options=api.Options(checkpoint_dir=a.checkpoint_dir))
     minutes = (time.time() - t0) / 60
     import skbio
-    tree = skbio.TreeNode.read(str(corpus / "tree.nwk"), format="newick")
+    read = {t: skbio.TreeNode.read(str(t), format="newick") for t in set(trees.values())}
     val_ids = bundle.extra["validation_samples"]
     evals = {"held_out_studies": {}, "held_out_subjects": {}}
     for s, t in zip(held, load_studies(corpus, held, seqs)):
-        evals["held_out_studies"][s] = distance_fit(bundle, t, tree)
+        evals["held_out_studies"][s] = distance_fit(bundle, t, read[trees[s]])
     for s in train_studies:
         ids = [v for v in val_ids if study_of[v] == s]
         if len(ids) >= 5:
-            evals["held_out_subjects"][s] = distance_fit(bundle, table.subset(ids), tree)
+            evals["held_out_subjects"][s] = distance_fit(bundle, table.subset(ids),
+                                                         read[trees[s]])
     out = Path(a.out)
     bundle.extra.update(corpus={"manifest_sha256": hashlib.sha256(
         (corpus / "manifest.json").read_bytes()).hexdigest(), "studies": train_studies,
@@ -137,8 +146,10 @@ def main(argv=None) -> int:
         bundle.extra[k] = len(bundle.extra[k])
     write_model_dir(bundle, out)        # the model directory, as `pretrain` writes it
     weights = (out / "weights.safetensors").read_bytes()
+    asv = {s: i["source"] for s, i in manifest["studies"].items() if "source" in i}
     card = {
-        "name": "q2-aam default encoder (Greengenes 13_8 V4 corpus)",
+        "name": "q2-aam default encoder (Greengenes 13_8 V4 corpus"
+                + (" and real-ASV studies)" if asv else ")"),
         "built": datetime.date.today().isoformat(), "commit": commit,
         "command": "make pretrained",
         "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
@@ -185,6 +196,16 @@ def model_card(card: dict) -> str:
         f"| {kind.replace('_', ' ')} | {s} | {r['samples']} | {r['r2_embedding']} | "
         f"{r['r2_learned_part']} | {r['pearson_embedding']} |"
         for kind in ("held_out_studies", "held_out_subjects") for s, r in sorted(ev[kind].items()))
+    asv = "".join(
+        f"\n- {s}: {r['source']['description']}; `{r['source']['repository']}` at commit "
+        f"`{r['source']['commit']}`: `{r['source']['table']}`, `{r['source']['sequences']}`, "
+        f"`{r['source']['tree']}` (its own tree), subjects from `{r['source']['metadata']}`; "
+        f"{r['source']['licence']}; {r['source']['citation']}."
+        for s, r in sorted(card["corpus"]["studies"].items()) if "source" in r)
+    if asv:
+        asv = ("\nReal-ASV studies (the reads as the study gives them, cut to "
+               f"{card['corpus']['read_length']} nt; UniFrac from the study's own tree, pairs "
+               "within the study):" + asv + "\n")
     m, t = card["model"], card["training"]
     return f"""# {card['name']}
 
@@ -210,8 +231,8 @@ whole subjects), {t['features']} OTUs.
 ## Data
 {card['corpus']['reference']}: each OTU's representative sequence cut to
 {card['corpus']['read_length']} nt after the 515F primer ({card['corpus']['region']});
-UniFrac from the Greengenes 13_8 97% tree over all studies at once.
-
+UniFrac from the Greengenes 13_8 97% tree over all Greengenes studies at once.
+{asv}
 | study | samples | OTUs | reads on OTUs with the V4 cut | use |
 |---|---|---|---|---|
 {rows}

@@ -25,12 +25,17 @@ SLICE = ("mlrepo-bacteremia", "mlrepo-bushman-cafe", "mlrepo-cho")
 TINY = dict(embedding_dim=16, attention_heads=2, attention_layers=1, token_limit=48)
 
 
-def _build(out, **kw):
+def _builder():
     sys.path.insert(0, str(ROOT / "shipped_encoder"))
     try:
         import build_corpus
     finally:
         sys.path.pop(0)
+    return build_corpus
+
+
+def _build(out, **kw):
+    build_corpus = _builder()
     pytest.importorskip("qiime_default_reference",
                         reason="qiime-default-reference (the Greengenes sequences and tree) is "
                                "not installed; ci/setup.sh installs it")
@@ -38,23 +43,86 @@ def _build(out, **kw):
                               log=lambda m: None, **kw)
 
 
+def _qza(files: dict) -> bytes:
+    """A QIIME 2 artifact's zip with these payload files (all the builder reads of it)."""
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in files.items():
+            z.writestr(f"0b4e6bd2-uuid/data/{name}", data)
+    return buf.getvalue()
+
+
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def asv_study(tmp_path_factory):
+    """A git repository holding a real-ASV study as QIIME 2 artifacts, as ASV_STUDIES reads
+    them: 8 reads of 120 nt and one of 90 (too short for 100), 7 samples of which s5 is
+    not in the metadata (a control) and s6 has 10 reads.  (clone, spec, kept samples)"""
+    import io
+
+    import biom
+    import h5py
+    repo = tmp_path_factory.mktemp("asv-repo")
+    rng = np.random.default_rng(0)
+    reads = {f"asv{i}": "TACG" + "".join(rng.choice(list("ACGT"), 116)) for i in range(8)}
+    reads["short"] = "TACG" + "A" * 86
+    counts = rng.integers(0, 400, (len(reads), 7)).astype(float)
+    counts[:, 6] = 0
+    counts[0, 6] = 10
+    table = biom.Table(counts, list(reads), [f"s{j}" for j in range(7)])
+    h5 = io.BytesIO()
+    with h5py.File(h5, "w") as f:
+        table.to_hdf5(f, "test")
+    tree = "(((asv0:1,asv1:1):1,(asv2:1,asv3:1):1):1,((asv4:1,asv5:1):1,(asv6:1,asv7:1," \
+           "short:1):1):1);\n"
+    fasta = "".join(f">{k}\n{v}\n" for k, v in reads.items())
+    (repo / "data").mkdir()
+    (repo / "data" / "table.qza").write_bytes(_qza({"feature-table.biom": h5.getvalue()}))
+    (repo / "data" / "seqs.qza").write_bytes(_qza({"dna-sequences.fasta": fasta}))
+    (repo / "data" / "tree.qza").write_bytes(_qza({"tree.nwk": tree}))
+    (repo / "sheet.tsv").write_text("sample_name\thost_subject_id\tvisit\n" + "".join(
+        f"s{j}\tp{j // 2}\tv{j % 2}\n" for j in (0, 1, 2, 3, 4, 6)))
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
+                                     "user.email=t@t", *a], check=True, capture_output=True,
+                                    text=True).stdout.strip()
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "toy study")
+    spec = dict(repository="toy/asv", commit=git("rev-parse", "HEAD"), table="data/table.qza",
+                sequences="data/seqs.qza", tree="data/tree.qza", metadata="sheet.tsv",
+                sample_column="sample_name", subject_column="host_subject_id",
+                licence="BSD-3-Clause", description="toy", citation="none")
+    (repo / "sheet.tsv").write_text("changed after the pinned commit\n")   # not read
+    return repo, spec, ["s0", "s1", "s2", "s3", "s4"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, asv_study):
     out = tmp_path_factory.mktemp("corpus")
-    return out, _build(out, studies=SLICE, max_samples=12, read_length=100)
+    return out, _build(out, studies=SLICE, max_samples=12, read_length=100,
+                       asv_studies={"toy": asv_study[0]}, asv_specs={"toy": asv_study[1]})
 
 
-def test_corpus_builder_maps_cuts_and_is_deterministic(corpus, tmp_path):
+def test_corpus_builder_maps_cuts_and_is_deterministic(corpus, asv_study, tmp_path):
     out, manifest = corpus
-    assert sorted(manifest["studies"]) == sorted(SLICE)
+    assert sorted(manifest["studies"]) == sorted(SLICE + ("toy",))
     seqs = read_fasta(out / "sequences.fasta")
     assert len(seqs) == manifest["otus"] > 100
     assert {len(s) for s in seqs.values()} == {100}             # the V4 read, cut to 100
     # V4 reads after 515F start like the Deblur tables of the shared data: TAC(G/N)...
     assert np.mean([s.startswith("TAC") for s in seqs.values()]) > 0.9
     import skbio
-    tips = {t.name for t in skbio.TreeNode.read(str(out / "tree.nwk")).tips()}
-    assert tips == set(seqs)
+    tips = lambda path: {t.name for t in skbio.TreeNode.read(str(path)).tips()}
+    toy = manifest["studies"]["toy"]
+    # the real-ASV study: its reads (the short one dropped), its own tree, its listed and
+    # deep enough samples, each with its subject, at the pinned commit
+    assert tips(out / toy["tree"]) == {f"asv{i}" for i in range(8)} <= set(seqs)
+    assert tips(out / "tree.nwk") == set(seqs) - tips(out / toy["tree"])
+    assert toy["reads_shorter_than_read_length"] == 1 and toy["subjects"] == 3
+    assert toy["source"]["commit"] == asv_study[1]["commit"]
+    rows = (out / "metadata.tsv").read_text().splitlines()
+    assert [r for r in rows if "\ttoy\t" in r] == [f"s{j}\ttoy\tp{j // 2}" for j in range(5)]
     total = 0
     for s, rec in manifest["studies"].items():
         t = load_biom(out / s / "table.biom", seqs)
@@ -62,9 +130,13 @@ def test_corpus_builder_maps_cuts_and_is_deterministic(corpus, tmp_path):
         assert (t.depths() >= manifest["min_depth"]).all()
         assert 0.5 < rec["fraction_reads_kept"] <= 1
         total += t.n_samples
+    assert list(load_biom(out / "toy" / "table.biom", seqs).sample_ids) == asv_study[2]
     assert manifest["samples"] == total
-    again = _build(tmp_path / "again", studies=SLICE, max_samples=12, read_length=100)
+    again = _build(tmp_path / "again", studies=SLICE, max_samples=12, read_length=100,
+                   asv_studies={"toy": asv_study[0]}, asv_specs={"toy": asv_study[1]})
     assert again["files"] == manifest["files"]                   # same checksums
+    with pytest.raises(SystemExit, match="cannot read data/table.qza at commit 000000000000"):
+        _builder().read_asv_study(asv_study[0], dict(asv_study[1], commit="0" * 40), 100)
 
 
 def test_merge_tables_joins_features_and_names_clashes():
@@ -171,8 +243,9 @@ def test_engine_cli_pretrains_on_three_studies(corpus, tmp_path):
             "--output", str(tmp_path / "enc"), "--epochs", "1", "--batch-size", "8",
             "--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
             "--token-limit", "32", "--progress", "false"]
-    for s in SLICE:
+    for s in SLICE + ("toy",):      # the real-ASV study with its own tree, as build_encoder
         args += ["--table", str(out / s / "table.biom")]
+    args += ["--tree", str(out / manifest["studies"]["toy"]["tree"])]
     r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
     cfg = json.loads((tmp_path / "enc" / "config.json").read_text())
