@@ -282,7 +282,8 @@ def publish(lines, name: str):
 
 
 def combine_main(argv):
-    args, stacks = split_args(argv, STACKS, stackers="brier,logloss,mean")
+    args, stacks = split_args(argv, STACKS, stackers="brier,logloss,mean",
+                              out="components-dev.md")
     lines = ["# How the default stack was chosen (development splits)", "",
              f"`python bench/components.py combine` after `predict`, commit {commit()}: each "
              "candidate stack's test score, mean ± sd (ddof 1) over the splits that have every "
@@ -305,7 +306,7 @@ def combine_main(argv):
                     cells.append(f"{ms(vals)} (n={len(vals)})" if vals else "")
                 lines.append(f"| {sname} (`{comps}`) | " + " | ".join(cells) + " |")
             lines.append("")
-    publish(lines, "components-dev.md")
+    publish(lines, args.out)
 
 
 def oof_score(P, y, classify, classes, folds, key):
