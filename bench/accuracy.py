@@ -155,6 +155,9 @@ def main():
     stem = f"accuracy{'-' + args.tag if args.tag else ''}-{args.splits}"
     log = RESULTS / f"{stem}.runs.jsonl"
     encoder = None
+    if args.encoder and args.tree_epochs:
+        ap.error("--encoder and --tree-epochs exclude each other: a fit given an encoder does "
+                 "not pretrain one")
     if args.encoder:
         from aam_engine.io import read_model_dir
         encoder = read_model_dir(args.encoder)
@@ -237,18 +240,24 @@ def report(meta, runs) -> str:
 
 def compare(tags, splits_kind) -> None:
     """AAM's score in each tagged run, on the (dataset, seed) splits every run has, and its
-    paired difference from the first run's (> 0: better), with a 95% t-interval."""
-    runs = {}
+    paired difference from the first run's (> 0: better), with a 95% t-interval.  A tag's
+    runs are those with the settings of its latest run (another encoder's, or an older
+    layout's, are left out)."""
+    runs, settings = {}, {}
     for tag in tags:
         log = RESULTS / f"accuracy{'-' + tag if tag else ''}-{splits_kind}.runs.jsonl"
         recs = [json.loads(line) for line in log.read_text().splitlines()]
-        runs[tag] = {(r["dataset"], r["seed"]): r for r in recs}
+        settings[tag] = recs[-1].get("settings")
+        runs[tag] = {(r["dataset"], r["seed"]): r for r in recs
+                     if r.get("settings") == settings[tag]}
     shared = sorted(set.intersection(*(set(r) for r in runs.values())))
     label = lambda t: t or "default"
     lines = [f"# AAM, one change per row, {splits_kind} splits", "",
              f"`python bench/accuracy.py --splits {splits_kind} --compare {','.join(tags)}`; "
              "mean ± sd (ddof 1) over the splits all runs share; difference from "
-             f"`{label(tags[0])}`: mean and 95% t-interval over splits (> 0: better).", "",
+             f"`{label(tags[0])}`: mean and 95% t-interval over splits (> 0: better). "
+             "Settings: " + "; ".join(f"{label(t)} {json.dumps(settings[t])}" for t in tags)
+             + ".", "",
              "| dataset: target | n | " + " | ".join(label(t) for t in tags) + " | "
              + " | ".join(f"{label(t)} − {label(tags[0])}" for t in tags[1:]) + " |",
              "|---|---|" + "---|" * (2 * len(tags) - 1)]

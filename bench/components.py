@@ -51,37 +51,49 @@ STACKS = ("abundances=l2:rel+rf:rel;"
 
 def encoder_features(name, encoder=None):
     """(table, metadata, {block: [n, D]}) of the shipped encoder, cached per dataset; or of
-    ``encoder`` = (tag, model directory): cached under the tag with the weights' id, and a
-    tag whose weights changed drops its cached features and components of this dataset."""
+    ``encoder`` = (tag, model directory), cached under the tag.  The cache holds the weights'
+    id: features of other weights are recomputed, and where they change, the components
+    cached on them (this dataset, this tag) are dropped."""
+    from aam_engine.pretrained import DEFAULT_DIR
     path = CACHE / (f"features-{name}@{encoder[0]}.npz" if encoder else f"features-{name}.npz")
-    wid = weights_id(encoder[1]) if encoder else ""
+    wid = weights_id(encoder[1] if encoder else DEFAULT_DIR)
     table, md = load(name)
+    old = None
     if path.exists():
         z = np.load(path, allow_pickle=False)
-        if list(z["ids"]) == list(table.sample_ids) and str(z.get("encoder", "")) == wid:
-            return table, md, dict(z)
-        if encoder:
-            for q in PREDS.glob(f"{name}.*@{encoder[0]}.npz"):
+        old = dict(z) if list(z["ids"]) == list(table.sample_ids) else None
+        if old is not None and str(old.get("encoder", "")) == wid:
+            return table, md, old
+    feats = compute_features(table, encoder[1] if encoder else None)
+    if old is None or any(not np.allclose(old.get(k, np.nan), v, atol=1e-6)
+                          for k, v in feats.items() if k != "ids"):
+        suffix = f"@{encoder[0]}" if encoder else ""
+        for q in PREDS.glob(f"{name}.*.npz"):
+            comp = q.name[:-4].split(".", 4)[-1]
+            if reads_encoder(comp) and comp.endswith(suffix) and (suffix or "@" not in comp):
                 q.unlink()
+    CACHE.mkdir(exist_ok=True)
+    np.savez(path, encoder=np.array(wid), **feats)
+    return table, md, feats
+
+
+def compute_features(table, directory=None) -> dict:
+    """The encoder's per-sample blocks of ``table`` (the shipped encoder, or the model
+    directory given)."""
     import scipy.sparse as sp
     from aam_engine.data import BatchBuilder
     from aam_engine.features import composition
     from aam_engine.inference import encoder_vectors, run_model
     from aam_engine.io import read_model_dir
     from aam_engine.pretrained import default_encoder
-    model = (read_model_dir(encoder[1]) if encoder else default_encoder()).build_model()
+    model = (read_model_dir(directory) if directory else default_encoder()).build_model()
     V = encoder_vectors(model, table)
     b = BatchBuilder(table, model.cfg.token_limit, model.cfg.max_bp)
     logc = sp.csr_matrix(table.counts, copy=True)
     logc.data = np.log1p(logc.data)
-    feats = dict(ids=np.array(table.sample_ids), encoder=np.array(wid),
-                 comp_rel=composition(table.counts, V),
-                 comp_log=composition(logc, V),
-                 sample=run_model(model, b, np.arange(table.n_samples), "cpu",
-                                  key="sample_vec"))
-    CACHE.mkdir(exist_ok=True)
-    np.savez(path, **feats)
-    return table, md, feats
+    return dict(ids=np.array(table.sample_ids), comp_rel=composition(table.counts, V),
+                comp_log=composition(logc, V),
+                sample=run_model(model, b, np.arange(table.n_samples), "cpu", key="sample_vec"))
 
 
 def weights_id(directory) -> str:
@@ -190,6 +202,8 @@ def predict_main(argv):
     ap.add_argument("--encoder", metavar="TAG=DIR", help="another encoder (a model directory) "
                     "in place of the shipped one: its components are cached as COMPONENT@TAG")
     args = ap.parse_args(argv)
+    if args.encoder and "=" not in args.encoder:
+        ap.error("--encoder takes TAG=DIR, e.g. cand=build/candidate-encoder")
     encoder = tuple(args.encoder.split("=", 1)) if args.encoder else None
     if encoder and "heads" in args.components.split(","):
         raise SystemExit("heads fit on the shipped encoder only; leave them out with --encoder")

@@ -72,13 +72,15 @@ def load_workload(name: str):
     if name == "corpus":
         sys.path.insert(0, str(ROOT / "shipped_encoder"))
         import build_encoder as B
-        from aam_engine.data import batch_unifrac, merge_tables, read_fasta
+        from aam_engine.data import merge_tables, read_fasta
+        from aam_engine.inputs import resolve_distances
         corpus = ROOT / "build" / "corpus"
-        studies = sorted(json.loads((corpus / "manifest.json").read_text())["studies"])
-        studies = [s for s in studies if s not in B.HELD_OUT_STUDIES]
+        manifest = json.loads((corpus / "manifest.json").read_text())
+        studies = [s for s in sorted(manifest["studies"]) if s not in B.HELD_OUT_STUDIES]
         table, _ = merge_tables(B.load_studies(corpus, studies,
                                                read_fasta(corpus / "sequences.fasta")), studies)
-        table, dist = batch_unifrac(table, corpus / "tree.nwk")
+        table, dist = resolve_distances(table, tree=B.pretraining_trees(corpus, manifest,
+                                                                        studies))
         return table, dist, np.arange(table.n_samples)
     if name == "seed":
         d = DATA / "sleep-apnea"

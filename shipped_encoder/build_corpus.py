@@ -206,10 +206,15 @@ def artifact_file(qza: bytes, name: str) -> bytes:
         return z.read(member)
 
 
+# subject values that say "unknown": such samples are left out rather than made one subject
+NO_SUBJECT = {"", "missing", "not applicable", "not collected", "not provided", "na", "n/a",
+              "none", "unknown"}
+
+
 def read_asv_study(repo: Path, spec: dict, read_length: int):
-    """(table with reads as long as ``read_length`` at least, {feature: read cut to that
-    length}, metadata indexed by sample with a 'subject' column, rooted tree, reads of
-    other lengths dropped) of a real-ASV study at its pinned commit."""
+    """(the study's table, {feature: read cut to ``read_length``} of the reads at least that
+    long, metadata indexed by sample with a 'subject' column (samples with a known subject),
+    rooted tree) of a real-ASV study at its pinned commit."""
     import biom
     import h5py
     import pandas as pd
@@ -225,16 +230,18 @@ def read_asv_study(repo: Path, spec: dict, read_length: int):
                          f"{spec['sequences']}, e.g. {sorted(missing)[:3]}")
     cut = {f: seqs[f][:read_length] for f in table.ids(axis="observation")
            if len(seqs[f]) >= read_length}
-    dropped = len(table.ids(axis="observation")) - len(cut)
-    table = table.filter(lambda v, i, m: i in cut, axis="observation", inplace=False)
     tree = skbio.TreeNode.read(io.StringIO(artifact_file(get("tree"), "tree.nwk").decode()),
                                format="newick")
     md = pd.read_csv(io.BytesIO(get("metadata")), sep="\t", dtype=str, keep_default_na=False)
+    twice = md[spec["sample_column"]][md[spec["sample_column"]].duplicated()]
+    if len(twice):
+        raise SystemExit(f"{spec['metadata']} lists {len(twice)} samples twice, e.g. "
+                         f"{list(twice[:3])}")
     md = md.set_index(spec["sample_column"])
     md.index.name = "sample-id"
-    md.insert(0, "subject", md.pop(spec["subject_column"]))
-    md = md[md["subject"].str.strip() != ""]
-    return table, cut, md, tree, dropped
+    md.insert(0, "subject", md.pop(spec["subject_column"]).str.strip())
+    md = md[~md["subject"].str.lower().isin(NO_SUBJECT)]
+    return table, cut, md, tree
 
 
 def pick_samples(ids, n: int, seed: int = 0):
@@ -276,6 +283,13 @@ def build(corpus: Path, out: Path, reference: Reference, read_length: int = 150,
     manifest = {"reference": REFERENCE, "region": "V4 after 515F " + FORWARD_515F,
                 "read_length": read_length, "min_depth": min_depth,
                 "max_samples_per_study": max_samples, "studies": {}, "files": {}}
+    asv_studies = dict(asv_studies or {})
+    specs = ASV_STUDIES if asv_specs is None else asv_specs
+    for s in asv_studies:      # before any work: a wrong name fails at once
+        if s not in specs:
+            raise SystemExit(f"unknown real-ASV study {s!r}; known: {sorted(specs)}")
+        if s in studies:
+            raise SystemExit(f"{s} is both a corpus study and a real-ASV study")
     used, md_rows = set(), []
     for s in studies:
         t = tables[s]
@@ -309,18 +323,9 @@ def build(corpus: Path, out: Path, reference: Reference, read_length: int = 150,
             f"{float(t.sum()) / reads_in:.1%} of their reads")
     order = sorted(used)
     asv_reads = {}
-    for s, repo in sorted((asv_studies or {}).items()):
-        specs = ASV_STUDIES if asv_specs is None else asv_specs
-        if s not in specs:
-            raise SystemExit(f"unknown real-ASV study {s!r}; known: {sorted(specs)}")
-        if s in studies:
-            raise SystemExit(f"{s} is named twice")
+    for s, repo in sorted(asv_studies.items()):
         info, reads = add_asv_study(out, s, Path(repo), specs[s], read_length, min_depth,
-                                    max_samples, manifest, md_rows)
-        clash = set(reads) & (set(cut) | set(asv_reads))
-        if clash:
-            raise SystemExit(f"{s}: {len(clash)} feature IDs are already another study's, "
-                             f"e.g. {sorted(clash)[:3]}")
+                                    max_samples, manifest, md_rows, taken=set(cut) | set(asv_reads))
         asv_reads.update(reads)
         log(f"  {s} (real ASVs): {info['samples']} samples, {info['otus']} reads")
     fasta = "".join(f">{o}\n{cut[o]}\n" for o in order).encode()
@@ -336,7 +341,7 @@ def build(corpus: Path, out: Path, reference: Reference, read_length: int = 150,
         fh.writelines(f"{a}\t{b}\t{c}\n" for a, b, c in md_rows)
     for name in ("sequences.fasta", "tree.nwk", "metadata.tsv"):
         manifest["files"][name] = {"sha256": sha256((out / name).read_bytes())}
-    for s in list(studies) + sorted(asv_studies or {}):
+    for s in list(studies) + sorted(asv_studies):
         manifest["files"][f"{s}/metadata.tsv"] = {
             "sha256": sha256((out / s / "metadata.tsv").read_bytes())}
     manifest["otus"] = len(order) + len(asv_reads)
@@ -347,10 +352,20 @@ def build(corpus: Path, out: Path, reference: Reference, read_length: int = 150,
 
 
 def add_asv_study(out: Path, s: str, repo: Path, spec: dict, read_length: int,
-                  min_depth: int, max_samples: int, manifest: dict, md_rows: list):
+                  min_depth: int, max_samples: int, manifest: dict, md_rows: list,
+                  taken: set = frozenset()):
     """Write one real-ASV study (table, metadata, its own tree) into the corpus; record it in
-    the manifest and ``md_rows``.  Returns (its manifest entry, {feature: read})."""
-    table_in, reads, md, tree, dropped = read_asv_study(repo, spec, read_length)
+    the manifest and ``md_rows``.  ``taken``: the feature IDs of the studies before it.
+    Returns (its manifest entry, {feature: read})."""
+    table_in, reads, md, tree = read_asv_study(repo, spec, read_length)
+    clash = set(table_in.ids(axis="observation")) & set(taken)
+    if clash:
+        raise SystemExit(f"{s}: {len(clash)} feature IDs are already another study's, e.g. "
+                         f"{sorted(clash)[:3]}")
+    clash = set(table_in.ids()) & {r[0] for r in md_rows}
+    if clash:
+        raise SystemExit(f"{s}: {len(clash)} sample IDs are already another study's, e.g. "
+                         f"{sorted(clash)[:3]}")
     t = table_in.filter(lambda v, i, m: i in reads, axis="observation", inplace=False)
     depth = dict(zip(t.ids(), t.sum(axis="sample")))
     keep = pick_samples([x for x in t.ids() if x in md.index and depth[x] >= min_depth],
@@ -382,7 +397,8 @@ def add_asv_study(out: Path, s: str, repo: Path, spec: dict, read_length: int,
         "samples_in": int(len(table_in.ids())), "samples": int(len(t.ids())),
         "subjects": int(md.loc[t.ids(), "subject"].nunique()),
         "otus_in": int(len(table_in.ids(axis="observation"))), "otus": len(kept),
-        "reads_shorter_than_read_length": int(dropped),
+        "reads_shorter_than_read_length": int(len(table_in.ids(axis="observation"))
+                                              - len(reads)),
         "reads_of_kept_samples": reads_in, "reads_kept": float(t.sum()),
         "fraction_reads_kept": round(float(t.sum()) / reads_in, 6)}
     manifest["files"][f"{s}/table.biom"] = {"content_sha256": table_checksum(t)}
@@ -407,6 +423,8 @@ def main(argv=None) -> int:
                    help=f"add a real-ASV study ({', '.join(ASV_STUDIES)}) from a clone of its "
                         "repository (read at the pinned commit)")
     a = p.parse_args(argv)
+    if any("=" not in kv for kv in a.asv_study):
+        p.error("--asv-study takes NAME=CLONE, e.g. crc-udca2=../crc-udca2")
     asv = dict(kv.split("=", 1) for kv in a.asv_study)
     build(Path(a.corpus), Path(a.out), Reference(a.reference), a.read_length,
           [s for s in a.studies.split(",") if s], a.min_depth, a.max_samples,

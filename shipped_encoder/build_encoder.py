@@ -79,6 +79,14 @@ def study_trees(corpus: Path, manifest: dict) -> dict:
     return {s: corpus / info.get("tree", "tree.nwk") for s, info in manifest["studies"].items()}
 
 
+def pretraining_trees(corpus: Path, manifest: dict, studies):
+    """The ``tree`` argument of api.pretrain for these studies: one path (every study on the
+    Greengenes tree: pairs across studies) or a list (pairs within each tree's studies)."""
+    trees = study_trees(corpus, manifest)
+    used = sorted({trees[s] for s in studies}, key=str)
+    return used[0] if len(used) == 1 else used
+
+
 def git_commit() -> str:
     """The commit whose code runs the build (taken when it starts), '+changes' where the
     working tree differs from it."""
@@ -123,8 +131,8 @@ def main(argv=None) -> int:
     print(f"pretraining on {table.n_samples} samples of {len(train_studies)} studies, "
           f"{table.n_features} OTUs; held out: {held}", file=sys.stderr)
     t0 = time.time()
-    used = sorted({trees[s] for s in train_studies}, key=str)
-    bundle = api.pretrain(table, mcfg, tcfg, tree=used[0] if len(used) == 1 else used,
+    bundle = api.pretrain(table, mcfg, tcfg, tree=pretraining_trees(corpus, manifest,
+                                                                   train_studies),
                           groups=groups, options=api.Options(checkpoint_dir=a.checkpoint_dir))
     minutes = (time.time() - t0) / 60
     import skbio
@@ -151,7 +159,8 @@ def main(argv=None) -> int:
         "name": "q2-aam default encoder (Greengenes 13_8 V4 corpus"
                 + (" and real-ASV studies)" if asv else ")"),
         "built": datetime.date.today().isoformat(), "commit": commit,
-        "command": "make pretrained",
+        "command": " ".join(["python", "shipped_encoder/build_encoder.py"] + list(
+            argv if argv is not None else sys.argv[1:])),
         "machine": f"{platform.platform()}, {platform.processor() or 'cpu'}",
         "minutes": round(minutes, 1),
         "weights_sha256": hashlib.sha256(weights).hexdigest(),
@@ -184,6 +193,12 @@ ShareAlike may apply to these weights as derived data: they are distributed unde
 Study tables: knights-lab/MLRepo (MIT; Vangay, Hillmann & Knights 2019, GigaScience, and each
 original study), biocore/American-Gut, biocore/gneiss (BSD-3-Clause); see
 ../shared/data/corpus/README.md for each study's source and citation."""
+
+
+def asv_licences(card: dict) -> list[str]:
+    return [f"\n{s}: `{r['source']['repository']}` ({r['source']['licence']}); "
+            f"{r['source']['citation']}." for s, r in sorted(card["corpus"]["studies"].items())
+            if "source" in r]
 
 
 def model_card(card: dict) -> str:
@@ -238,7 +253,7 @@ UniFrac from the Greengenes 13_8 97% tree over all Greengenes studies at once.
 {rows}
 
 ## Held-out results
-UniFrac R² of the model's distances against unweighted UniFrac (Greengenes tree) on samples
+UniFrac R² of the model's distances against unweighted UniFrac (the study's tree) on samples
 that never trained it (up to {EVAL_SAMPLES} per row): the full embedding (what `embed` gives) and
 its learned part alone (without the ASV-set sketch).
 
@@ -247,7 +262,7 @@ its learned part alone (without the ASV-set sketch).
 {evrows}
 
 ## Licence and attribution
-{LICENCE}
+{LICENCE}{''.join(asv_licences(card))}
 """
 
 

@@ -84,7 +84,7 @@ def asv_study(tmp_path_factory):
     (repo / "sheet.tsv").write_text("sample_name\thost_subject_id\tvisit\n" + "".join(
         f"s{j}\tp{j // 2}\tv{j % 2}\n" for j in (0, 1, 2, 3, 4, 6)))
     git = lambda *a: subprocess.run(["git", "-C", str(repo), "-c", "user.name=t", "-c",
-                                     "user.email=t@t", *a], check=True, capture_output=True,
+                                     "user.email=t@t", "-c", "commit.gpgsign=false", *a], check=True, capture_output=True,
                                     text=True).stdout.strip()
     git("init", "-q")
     git("add", ".")
@@ -120,6 +120,7 @@ def test_corpus_builder_maps_cuts_and_is_deterministic(corpus, asv_study, tmp_pa
     assert tips(out / toy["tree"]) == {f"asv{i}" for i in range(8)} <= set(seqs)
     assert tips(out / "tree.nwk") == set(seqs) - tips(out / toy["tree"])
     assert toy["reads_shorter_than_read_length"] == 1 and toy["subjects"] == 3
+    assert toy["fraction_reads_kept"] < 1             # the short read's counts are lost
     assert toy["source"]["commit"] == asv_study[1]["commit"]
     rows = (out / "metadata.tsv").read_text().splitlines()
     assert [r for r in rows if "\ttoy\t" in r] == [f"s{j}\ttoy\tp{j // 2}" for j in range(5)]
@@ -238,16 +239,28 @@ def test_pretrain_on_studies_with_trees_of_their_own():
 
 def test_engine_cli_pretrains_on_three_studies(corpus, tmp_path):
     out, manifest = corpus
+    sys.path.insert(0, str(ROOT / "shipped_encoder"))
+    try:
+        import build_encoder
+    finally:
+        sys.path.pop(0)
+    # the trees build_encoder pretrains with: Greengenes' alone for Greengenes studies, and
+    # with the real-ASV study, its own beside it
+    assert build_encoder.pretraining_trees(out, manifest, SLICE) == out / "tree.nwk"
+    trees = build_encoder.pretraining_trees(out, manifest, SLICE + ("toy",))
+    assert sorted(trees) == sorted([out / "tree.nwk", out / "toy" / "tree.nwk"])
     args = [sys.executable, "-m", "aam_engine", "pretrain", "--sequences",
-            str(out / "sequences.fasta"), "--tree", str(out / "tree.nwk"),
+            str(out / "sequences.fasta"),
             "--output", str(tmp_path / "enc"), "--epochs", "1", "--batch-size", "8",
             "--embedding-dim", "16", "--attention-heads", "2", "--attention-layers", "1",
             "--token-limit", "32", "--progress", "false"]
-    for s in SLICE + ("toy",):      # the real-ASV study with its own tree, as build_encoder
+    for s in SLICE + ("toy",):
         args += ["--table", str(out / s / "table.biom")]
-    args += ["--tree", str(out / manifest["studies"]["toy"]["tree"])]
+    for t in trees:
+        args += ["--tree", str(t)]
     r = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-2000:]
+    assert "on no tree" not in r.stderr          # every sample, the toy's too, has a tree
     cfg = json.loads((tmp_path / "enc" / "config.json").read_text())
     assert cfg["extra"]["n_samples"] == manifest["samples"]
 
