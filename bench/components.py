@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datasets import (DATASETS, DEV, RESULTS, ROOT, labelled, load, splits, test_key,  # noqa
                       unit)
 from baselines import RF_MAX_FEATURES  # noqa: E402
-from tables import commit, ms  # noqa: E402
+from tables import commit, interval_cell, ms  # noqa: E402
 
 CACHE = ROOT / "build"
 PREDS = CACHE / "component-preds"
@@ -297,27 +297,42 @@ def publish(lines, name: str):
 
 def combine_main(argv):
     args, stacks = split_args(argv, STACKS, stackers="brier,logloss,mean",
-                              out="components-dev.md")
-    lines = ["# How the default stack was chosen (development splits)", "",
-             f"`python bench/components.py combine` after `predict`, commit {commit()}: each "
-             "candidate stack's test score, mean ± sd (ddof 1) over the splits that have every "
-             "component (macro F1, or MAE for age), by stacker.", ""]
+                              out="components-dev.md", paired="")
+    first = args.stackers.split(",")[0]
+    lines = ["# How the default stack was chosen (development splits)"
+             if args.out == "components-dev.md" else
+             "# Stacks of cached components, development splits", "",
+             f"`python bench/components.py {' '.join(['combine'] + list(argv))}` after "
+             f"`predict`, commit {commit()}: each candidate stack's test score, mean ± sd "
+             "(ddof 1) over the splits that have every component (macro F1, or MAE for age), "
+             "by stacker." + (f" With --paired: each stack minus the first ({first} stacker), "
+                              "per split, mean and 95% t-interval (> 0: better)."
+                              if args.paired else ""), ""]
     for name in args.datasets.split(","):
         tests = split_tests(name, args.seeds)
         for target, classify in DATASETS[name]["targets"]:
-            key = "macro_f1" if classify else "mae"
-            lines += [f"## {name}: {target} ({key})", "", "| stack | "
-                      + " | ".join(args.stackers.split(",")) + " |",
-                      "|---|" + "---|" * len(args.stackers.split(","))]
+            key, sign = ("macro_f1", 1) if classify else ("mae", -1)
+            head = args.stackers.split(",") + (["− first"] if args.paired else [])
+            lines += [f"## {name}: {target} ({key})", "", "| stack | " + " | ".join(head)
+                      + " |", "|---|" + "---|" * len(head)]
+            base = None
             for sname, comps in stacks.items():
-                cells = []
+                cells, per_seed = [], {}
                 for stacker in args.stackers.split(","):
                     vals = []
                     for seed, te in tests.items():
                         got = cached_stack(name, target, seed, te, comps, classify, stacker)
                         if got is not None:
                             vals.append(score(got[0][0]["yte"], got[2], got[1], classify)[key])
+                            if stacker == first:
+                                per_seed[seed] = vals[-1]
                     cells.append(f"{ms(vals)} (n={len(vals)})" if vals else "")
+                if args.paired:
+                    base = per_seed if base is None else base
+                    both = sorted(set(base) & set(per_seed))
+                    cells.append(interval_cell([sign * (per_seed[k] - base[k]) for k in both])
+                                 + f" (n={len(both)})" if len(both) > 1 and base is not per_seed
+                                 else "")
                 lines.append(f"| {sname} (`{comps}`) | " + " | ".join(cells) + " |")
             lines.append("")
     publish(lines, args.out)
