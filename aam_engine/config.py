@@ -139,12 +139,15 @@ class ModelConfig(_Serial):
         "cross-fitting (a model trained whole: one head and a validation split).",
         lo=1, hi=20, plugin="fit")
     stack: str = setting(
-        "linear:relative,forest:relative,linear:composition,forest:composition",
+        "linear:relative,forest:relative,linear:clusters,forest:clusters",
         "The components of the stack, comma-separated, each LEARNER:BLOCK or 'heads'. "
         "Learners: 'linear' (L2-regularised logistic / ridge regression, its strength chosen "
         "on inner folds), 'forest' (random forest). Blocks: 'clr' (centred log-ratio "
-        "abundances), 'relative' (relative abundances), 'composition' (the encoder's ASV "
-        "vectors weighted by each ASV's share of the sample). 'heads': the model's own "
+        "abundances), 'relative' (relative abundances), 'clusters' (the sample's shares of "
+        "the encoder's clusters of reads: each read, seen before or not, joins the cluster "
+        "whose centre is nearest its vector; the centres cluster the reads the encoder was "
+        "pretrained on), 'composition' (the encoder's ASV vectors weighted by each ASV's "
+        "share of the sample). 'heads': the model's own "
         "prediction heads on the frozen encoder. The predictions are the weighted mean of the "
         "components' (weights >= 0 fitted on their out-of-fold predictions). 'heads' alone "
         "gives the model trained whole when freeze-base is off.", plugin="fit")

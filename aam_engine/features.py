@@ -6,6 +6,11 @@
     composition  the ASV vectors weighted by each ASV's share of the sample (rel @ V): what
                  kinds of ASVs a sample holds, in the encoder's terms; defined for reads the
                  model never saw (the encoder reads them)
+    clusters     each sample's shares of the encoder's clusters of reads: every read falls
+                 into the cluster of its nearest centre (k-means of the vectors of the reads
+                 the encoder was pretrained on, CLUSTERS of them), and a sample's reads are
+                 summed per cluster: a grouping of reads learned on the corpus, defined for
+                 reads nobody has seen
 
 ``columns`` are the model's training reads (the abundance blocks' columns, in order); a new
 table's reads are placed by sequence (after reads of other trims are matched to them), and
@@ -19,7 +24,9 @@ import numpy as np
 import scipy.sparse as sp
 
 PSEUDOCOUNT = 1.0
-BLOCKS = ("clr", "relative", "composition")
+BLOCKS = ("clr", "relative", "composition", "clusters")
+CLUSTERS = 64             # an encoder's clusters of reads (k-means centres of its reads' vectors)
+NEEDS_VECTORS = ("composition", "clusters")
 
 
 def clr(counts, pseudocount: float = PSEUDOCOUNT) -> np.ndarray:
@@ -39,6 +46,38 @@ def composition(counts, V) -> np.ndarray:
     return np.asarray(sp.diags(1.0 / totals(C)) @ C @ np.asarray(V, np.float64))
 
 
+def cluster_centres(V, k: int = CLUSTERS, seed: int = 0) -> np.ndarray:
+    """k-means centres (k at most the number of distinct vectors; 3 starts, ``seed``) of the
+    reads' vectors V [F, D]: the clusters an encoder keeps of the reads it was pretrained on."""
+    from sklearn.cluster import KMeans
+    V = np.asarray(V, np.float64)
+    k = min(k, len(np.unique(V, axis=0)))
+    return KMeans(k, n_init=3, random_state=seed).fit(V).cluster_centers_
+
+
+def nearest_centre(V, centres) -> np.ndarray:
+    """Each read's cluster: the index of the centre nearest its vector [F]."""
+    V, C = np.asarray(V, np.float64), np.asarray(centres, np.float64)
+    return np.argmin((V ** 2).sum(1)[:, None] - 2 * V @ C.T + (C ** 2).sum(1)[None], 1)
+
+
+def clusters(counts, V, centres) -> np.ndarray:
+    """Each sample's shares of the clusters [n, K]: its reads' counts summed per cluster of
+    the centres, over its total."""
+    near = nearest_centre(V, centres)
+    M = sp.csr_matrix((np.ones(len(near)), (np.arange(len(near)), near)),
+                      shape=(len(near), len(centres)))
+    C = sp.csr_matrix(counts, dtype=np.float64)
+    return (sp.diags(1.0 / totals(C)) @ C @ M).toarray()
+
+
+def encoder_centres(encoder):
+    """The centres an encoder (a ModelBundle) keeps of its pretraining reads, or None (an
+    encoder written before 2.9, or pretrained with no reads to cluster)."""
+    c = (encoder.extra or {}).get("clusters") if encoder is not None else None
+    return None if not c else np.asarray(c["centres"], np.float64)
+
+
 def aligned(table, columns: list[str]) -> sp.csr_matrix:
     """The table's counts in the model's columns [n, len(columns)]: features placed by
     sequence (several features of one read summed), reads without a column left out."""
@@ -50,9 +89,9 @@ def aligned(table, columns: list[str]) -> sp.csr_matrix:
     return sp.csr_matrix(table.counts @ M)
 
 
-def sample_features(table, columns: list[str], names, V=None) -> dict:
+def sample_features(table, columns: list[str], names, V=None, centres=None) -> dict:
     """{block name: [n, width]} for the blocks ``names`` (see BLOCKS); V is needed for
-    'composition'."""
+    'composition' and 'clusters', and the centres for 'clusters'."""
     out = {}
     A = aligned(table, columns) if {"clr", "relative"} & set(names) else None
     for name in names:
@@ -64,6 +103,11 @@ def sample_features(table, columns: list[str], names, V=None) -> dict:
             if V is None:
                 raise ValueError("the composition block needs the encoder's ASV vectors")
             out[name] = composition(table.counts, V)
+        elif name == "clusters":
+            if V is None or centres is None:
+                raise ValueError("the clusters block needs the encoder's ASV vectors and its "
+                                 "cluster centres")
+            out[name] = clusters(table.counts, V, centres)
         else:
             raise ValueError(f"unknown feature block {name!r}; known: {', '.join(BLOCKS)}")
     return out

@@ -81,21 +81,25 @@ def run_model(model, builder: BatchBuilder, rows, device, asv_cache=None, key="p
     return res[0] if isinstance(key, str) else res
 
 
-def encoder_vectors(model, table: SampleTable, device="cpu") -> np.ndarray:
+def encoder_vectors(model, table: SampleTable, device="cpu", chunk: int = 4096) -> np.ndarray:
     """The frozen encoder's vector of every feature of the table: [features, D]."""
     import torch
     from .runtime import resolve_device
     dev = resolve_device(device) if isinstance(device, str) else device
     model = model.to(dev)
-    tokens = torch.from_numpy(np.array(table.tokens(model.cfg.max_bp))).to(dev)
-    return model.asv_vectors(tokens).float().cpu().numpy()
+    tokens = np.array(table.tokens(model.cfg.max_bp))
+    with torch.no_grad():       # in chunks: a corpus holds tens of thousands of reads
+        return np.concatenate([model.asv_vectors(torch.from_numpy(tokens[i:i + chunk]).to(dev))
+                               .float().cpu().numpy()
+                               for i in range(0, len(tokens), chunk)] or
+                              [np.zeros((0, model.cfg.embedding_dim), np.float32)])
 
 
 def predictions(bundle: ModelBundle, inf: Inference, batch_size: int = 32) -> np.ndarray:
     """The model's predictions for every sample of ``inf.table``: normalised values [n] or
     class probabilities [n, classes]: its stack's weighted mean of its components (a model
     of format 2.6 or older: its heads)."""
-    from .features import sample_features, with_covariates
+    from .features import NEEDS_VECTORS, sample_features, with_covariates
     from .learners import softmax
     stack, rows = bundle.stack, np.arange(inf.table.n_samples)
     heads = None
@@ -104,7 +108,7 @@ def predictions(bundle: ModelBundle, inf: Inference, batch_size: int = 32) -> np
         heads = softmax(out.astype(float)) if bundle.task == "classification" else out
     if stack is None:
         return heads
-    V = (encoder_vectors(inf.model, inf.table, inf.device) if "composition" in stack.blocks
-         else None)
-    feats = sample_features(inf.table, stack.columns, stack.blocks, V)
+    V = (encoder_vectors(inf.model, inf.table, inf.device)
+         if set(NEEDS_VECTORS) & set(stack.blocks) else None)
+    feats = sample_features(inf.table, stack.columns, stack.blocks, V, stack.centres)
     return stack.predict(with_covariates(feats, inf.covariates, bundle.covariates), heads)

@@ -41,5 +41,18 @@ def pretrain_encoder(table: SampleTable, model_cfg: ModelConfig, train_cfg: Trai
                                          RunDirs(options.checkpoint_dir, options.log_dir))
     extra["unifrac_metric"] = options.metric if options.tree is not None else "precomputed"
     extra["continued_from_an_encoder"] = start is not None
+    extra["clusters"] = read_clusters(model, table, train_cfg)
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
                        history, extra)
+
+
+def read_clusters(model, table: SampleTable, train_cfg: TrainConfig) -> dict:
+    """The encoder's clusters of the reads it was pretrained on (the clusters block of a fit
+    on it, aam_engine.features): k-means centres of their vectors, kept in the encoder."""
+    from .features import CLUSTERS, cluster_centres
+    from .inference import encoder_vectors
+    model.eval()
+    V = encoder_vectors(model, table, train_cfg.device)
+    centres = cluster_centres(V, CLUSTERS, train_cfg.random_seed)
+    return {"centres": centres.tolist(), "reads": int(table.n_features),
+            "from": "k-means of the vectors of the reads the encoder was pretrained on"}

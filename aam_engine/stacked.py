@@ -7,8 +7,9 @@ every training sample (the heads: the mean of the K heads, each trained without 
 The stack's prediction is the weighted mean of its components' predictions: class
 probabilities, or (normalised) values.
 
-Saved as JSON (``spec``) + tensors (``tensors``: ``stack.<component>.<model>.<array>``), read
-back by ``Stack.load``; nothing here trains or imports scikit-learn.
+Saved as JSON (``spec``) + tensors (``tensors``: ``stack.<component>.<model>.<array>``, and
+``stack.clusters``: the centres of the clusters block, where a component reads it), read back
+by ``Stack.load``; nothing here trains or imports scikit-learn.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .learners import KINDS
 
 HEADS = "heads"            # the component that is the model's own prediction heads
 PREFIX = "stack."
+CENTRES = PREFIX + "clusters"   # the clusters block's centres [K, D]
 # the blocks that read no encoder: the components on them are the baselines a stack is
 # compared with
 ABUNDANCE_BLOCKS = ("clr", "relative")
@@ -69,6 +71,8 @@ class Stack:
     weights: np.ndarray
     columns: list              # the training reads: the abundance blocks' columns
     n_classes: int = 0         # 0: values
+    centres: np.ndarray = None   # the clusters block's centres [K, D] (None: no such block)
+    centres_from: str = ""       # where they came from (the encoder's reads or the table's)
 
     @property
     def blocks(self) -> list[str]:
@@ -92,7 +96,9 @@ class Stack:
         return {"components": [{"name": c.name, "learner": c.learner, "block": c.block,
                                 "models": len(c.models)} for c in self.components],
                 "weights": [float(w) for w in self.weights], "columns": list(self.columns),
-                "n_classes": int(self.n_classes)}
+                "n_classes": int(self.n_classes),
+                **({"clusters": {"k": int(len(self.centres)), "from": self.centres_from}}
+                   if self.centres is not None else {})}
 
     def tensors(self) -> dict:
         out = {}
@@ -100,6 +106,8 @@ class Stack:
             for k, m in enumerate(c.models):
                 for name, a in m.arrays().items():
                     out[f"{PREFIX}{i}.{k}.{name}"] = np.ascontiguousarray(a)
+        if self.centres is not None:
+            out[CENTRES] = np.ascontiguousarray(self.centres, np.float32)
         return out
 
     @classmethod
@@ -115,7 +123,10 @@ class Stack:
                               if n.startswith(head)}
                     models.append(KINDS[c["learner"]].from_arrays(arrays, n_classes))
             comps.append(Component(c["name"], c["learner"], c.get("block", ""), models))
-        return cls(comps, np.asarray(spec["weights"], float), list(spec["columns"]), n_classes)
+        centres = tensors.get(CENTRES) if "clusters" in spec else None
+        return cls(comps, np.asarray(spec["weights"], float), list(spec["columns"]), n_classes,
+                   None if centres is None else np.asarray(centres, np.float64),
+                   spec.get("clusters", {}).get("from", ""))
 
 
 def split_tensors(state: dict) -> tuple[dict, dict]:

@@ -62,11 +62,14 @@ def encoder_features(name, encoder=None):
     if path.exists():
         z = np.load(path, allow_pickle=False)
         old = dict(z) if list(z["ids"]) == list(table.sample_ids) else None
-        if old is not None and str(old.get("encoder", "")) == wid:
+        if (old is not None and str(old.get("encoder", "")) == wid
+                and all(f"clus{k}" in old for k in CLUSTERS) and "vectors" in old
+                and "clusters" in old):
             return table, md, old
     feats = compute_features(table, encoder[1] if encoder else None)
-    if old is None or any(not np.allclose(old.get(k, np.nan), v, atol=1e-6)
-                          for k, v in feats.items() if k != "ids"):
+    # a block the cache lacks is new, not changed: components on the others stay
+    if old is None or any(not np.allclose(old[k], v, atol=1e-6)
+                          for k, v in feats.items() if k != "ids" and k in old):
         suffix = f"@{encoder[0]}" if encoder else ""
         for q in PREDS.glob(f"{name}.*.npz"):
             comp = q.name[:-4].split(".", 4)[-1]
@@ -82,7 +85,7 @@ def compute_features(table, directory=None) -> dict:
     directory given)."""
     import scipy.sparse as sp
     from aam_engine.data import BatchBuilder
-    from aam_engine.features import composition
+    from aam_engine.features import clusters as cluster_shares, composition, encoder_centres
     from aam_engine.inference import encoder_vectors, run_model
     from aam_engine.io import read_model_dir
     from aam_engine.pretrained import default_encoder
@@ -91,9 +94,70 @@ def compute_features(table, directory=None) -> dict:
     b = BatchBuilder(table, model.cfg.token_limit, model.cfg.max_bp)
     logc = sp.csr_matrix(table.counts, copy=True)
     logc.data = np.log1p(logc.data)
-    return dict(ids=np.array(table.sample_ids), comp_rel=composition(table.counts, V),
+    rel = sp.diags(1.0 / np.maximum(np.asarray(table.counts.sum(1)).ravel(), 1)) @ table.counts
+    clusters = {}
+    for k in CLUSTERS:      # abundances summed over the corpus's clusters of ASV vectors
+        C = corpus_centres(model, k, directory)
+        near = np.argmin((V ** 2).sum(1)[:, None] - 2 * V @ C.T + (C ** 2).sum(1)[None], 1)
+        onehot = sp.csr_matrix((np.ones(len(near)), (np.arange(len(near)), near)),
+                               shape=(len(near), k))
+        clusters[f"clus{k}"] = np.asarray((rel @ onehot).todense())
+    bundle = read_model_dir(directory) if directory else default_encoder()
+    if encoder_centres(bundle) is not None:     # the product's block: the encoder's clusters
+        clusters["clusters"] = cluster_shares(table.counts, V, encoder_centres(bundle))
+    return dict(ids=np.array(table.sample_ids), vectors=V, comp_rel=composition(table.counts, V),
                 comp_log=composition(logc, V),
-                sample=run_model(model, b, np.arange(table.n_samples), "cpu", key="sample_vec"))
+                sample=run_model(model, b, np.arange(table.n_samples), "cpu", key="sample_vec"),
+                **clusters)
+
+
+CLUSTERS = (64, 256)
+
+
+def table_clusters(feats, table, train_rows, spec: str) -> dict:
+    """Blocks 'tclusK' of ``spec``: abundances summed over k-means clusters (K, seed 0) of the
+    encoder's vectors of the reads the training rows hold (no label, no test sample seen);
+    every read falls into its nearest centre."""
+    import scipy.sparse as sp
+    from sklearn.cluster import KMeans
+    out = {}
+    for name in spec.split("+"):
+        if not name.startswith("tclus"):
+            continue
+        k, V = int(name[5:]), feats["vectors"]
+        seen = np.flatnonzero(np.asarray(table.counts[train_rows].sum(0)).ravel() > 0)
+        C = KMeans(k, n_init=3, random_state=0).fit(V[seen]).cluster_centers_
+        near = np.argmin((V ** 2).sum(1)[:, None] - 2 * V @ C.T + (C ** 2).sum(1)[None], 1)
+        onehot = sp.csr_matrix((np.ones(len(near)), (np.arange(len(near)), near)),
+                               shape=(len(near), k))
+        rel = sp.diags(1.0 / np.maximum(np.asarray(table.counts.sum(1)).ravel(), 1)) @ table.counts
+        out[name] = np.asarray((rel @ onehot).todense())
+    return out
+
+
+def corpus_centres(model, k: int, directory=None) -> np.ndarray:
+    """k-means centres (k, seed 0) of the encoder's vectors of every read of the pretraining
+    corpus (build/corpus, `make corpus`): a clustering of reads learned without any label or
+    benchmark study, which any table's reads fall into by their nearest centre."""
+    from aam_engine.data import read_fasta
+    from aam_engine.data.tokenizer import tokenize
+    from aam_engine.pretrained import DEFAULT_DIR
+    wid = weights_id(directory or DEFAULT_DIR)[:12]
+    path = CACHE / f"centres-{k}-{wid}.npy"
+    if path.exists():
+        return np.load(path)
+    import torch
+    from sklearn.cluster import KMeans
+    fasta = ROOT / "build" / "corpus" / "sequences.fasta"
+    if not fasta.exists():
+        raise SystemExit(f"{fasta} is missing: `make corpus` builds it")
+    tokens = tokenize(list(read_fasta(fasta).values()), model.cfg.max_bp, np.uint8)
+    with torch.no_grad():
+        V = np.concatenate([model.asv_vectors(torch.from_numpy(tokens[i:i + 2048])).float()
+                            .numpy() for i in range(0, len(tokens), 2048)])
+    centres = KMeans(k, n_init=3, random_state=0).fit(V).cluster_centers_
+    np.save(path, centres)
+    return centres
 
 
 def weights_id(directory) -> str:
@@ -102,7 +166,7 @@ def weights_id(directory) -> str:
 
 
 def reads_encoder(comp: str) -> bool:
-    return comp == "heads" or any(f in comp for f in ("comp_", "sample", "relcomp"))
+    return comp == "heads" or any(f in comp for f in ("comp_", "sample", "relcomp", "clus"))
 
 
 def cached(name, target, seed, test, comp) -> Path:
@@ -230,8 +294,9 @@ def predict_main(argv):
                         continue
                     t0 = time.time()
                     lname, _, spec = comp.partition(":")
+                    fs = dict(feats, **table_clusters(feats, table, itr, spec))
                     X = ((table.subset(tr), table.subset(te)) if lname == "heads" else
-                         (block(feats, table, itr, spec), block(feats, table, ite, spec)))
+                         (block(fs, table, itr, spec), block(fs, table, ite, spec)))
                     fn = LEARNERS[lname]
                     np.savez(path, oof=cross_fit(fn, X[0], ytr, classify, g, folds, seed,
                                                  classes),

@@ -185,7 +185,8 @@ METRICS = {"classification": (("accuracy", "accuracy"), ("macro_f1", "macro F1")
                           ("const", "predictions at the most common value"))}
 COMPONENT_NAMES = {"linear": "L2 linear model", "forest": "random forest", "clr": "CLR abundances",
                    "relative": "relative abundances",
-                   "composition": "the encoder's ASV vectors, abundance-weighted"}
+                   "composition": "the encoder's ASV vectors, abundance-weighted",
+                   "clusters": "the encoder's clusters of reads"}
 
 
 def component_label(name: str) -> str:

@@ -87,11 +87,50 @@ def pretraining_trees(corpus: Path, manifest: dict, studies):
     return used[0] if len(used) == 1 else used
 
 
+def add_clusters(corpus: Path, out: Path) -> int:
+    """The encoder at ``out``, given the clusters of the reads of its pretraining studies (as
+    api.pretrain keeps them), its weights untouched; the card says so."""
+    from aam_engine.io import read_model_dir
+    from aam_engine.pretraining import read_clusters
+    manifest = json.loads((corpus / "manifest.json").read_text())
+    bundle = read_model_dir(out)
+    studies = bundle.extra["corpus"]["studies"]
+    if hashlib.sha256((corpus / "manifest.json").read_bytes()).hexdigest() != \
+            bundle.extra["corpus"]["manifest_sha256"]:
+        raise SystemExit(f"{corpus} is not the corpus this encoder was pretrained on")
+    table, _ = merge_tables(load_studies(corpus, studies, read_fasta(corpus / "sequences.fasta")),
+                            studies)
+    bundle.extra["clusters"] = read_clusters(bundle.build_model(), table,
+                                             api.TrainConfig(random_seed=TRAIN["random_seed"]))
+    # config.json as it was (its format version too: extra is read in every version), with
+    # the clusters; nothing else changes
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["extra"]["clusters"] = bundle.extra["clusters"]
+    tmp = out / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg, indent=1))
+    tmp.replace(out / "config.json")
+    read_model_dir(out)                 # still a valid model directory
+    card = json.loads((out / "card.json").read_text())
+    card["clusters"] = cluster_card(bundle, f"added by `python shipped_encoder/build_encoder.py "
+                                            f"--add-clusters` at {git_commit()}")
+    (out / "card.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
+    (out / "MODEL_CARD.md").write_text(model_card(card))
+    print(f"{len(manifest['studies'])} corpus studies; clusters of {table.n_features} reads",
+          file=sys.stderr)
+    return 0
+
+
+def cluster_card(bundle, how: str) -> dict:
+    c = bundle.extra["clusters"]
+    return {"k": len(c["centres"]), "reads": c["reads"], "how": how,
+            "sha256": hashlib.sha256(json.dumps(c["centres"]).encode()).hexdigest()}
+
+
 def git_commit() -> str:
     """The commit whose code runs the build (taken when it starts), '+changes' where the
     working tree differs from it."""
-    run = lambda *a: subprocess.run(["git", *a], cwd=HERE, capture_output=True, text=True,
-                                    check=True).stdout.strip()
+    run = lambda *a: subprocess.run(["git", *a], cwd=HERE.parent, capture_output=True,
+                                    text=True, check=True).stdout.strip()
     try:
         dirty = run("status", "--porcelain", "--", "aam_engine", "shipped_encoder")
         return run("rev-parse", "HEAD") + ("+changes" if dirty else "")
@@ -109,7 +148,12 @@ def main(argv=None) -> int:
     p.add_argument("--max-steps", type=int, default=0)
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                    help="another value for one of MODEL / TRAIN (experiments)")
+    p.add_argument("--add-clusters", action="store_true",
+                   help="no training: give the encoder at --out the clusters of its "
+                        "pretraining reads (what pretraining keeps since format 2.9)")
     a = p.parse_args(argv)
+    if a.add_clusters:
+        return add_clusters(Path(a.corpus), Path(a.out))
     model, train = dict(MODEL), dict(TRAIN)
     for kv in a.set:
         k, v = kv.split("=", 1)
@@ -179,6 +223,7 @@ def main(argv=None) -> int:
                    "region": manifest["region"], "reference": manifest["reference"],
                    "manifest_sha256": bundle.extra["corpus"]["manifest_sha256"]},
         "held_out": evals,
+        "clusters": cluster_card(bundle, "kept by pretraining"),
     }
     (out / "card.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
     (out / "MODEL_CARD.md").write_text(model_card(card))
@@ -221,6 +266,12 @@ def model_card(card: dict) -> str:
         asv = ("\nReal-ASV studies (the reads as the study gives them, cut to "
                f"{card['corpus']['read_length']} nt; UniFrac from the study's own tree, pairs "
                "within the study):" + asv + "\n")
+    c = card.get("clusters")
+    clusters = (f"{c['k']} k-means centres of the vectors of its {c['reads']:,} pretraining "
+                f"reads ({c['how']}; config.json extra.clusters, sha256 of its JSON "
+                f"`{c['sha256'][:16]}`): the clusters block of a fit on this encoder sums a "
+                "sample's reads per cluster of their nearest centre." if c else
+                "None kept (an encoder written before format 2.9).")
     m, t = card["model"], card["training"]
     return f"""# {card['name']}
 
@@ -251,6 +302,9 @@ UniFrac from the Greengenes 13_8 97% tree over all Greengenes studies at once.
 | study | samples | OTUs | reads on OTUs with the V4 cut | use |
 |---|---|---|---|---|
 {rows}
+
+## Clusters of reads
+{clusters}
 
 ## Held-out results
 UniFrac R² of the model's distances against unweighted UniFrac (the study's tree) on samples

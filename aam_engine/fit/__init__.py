@@ -25,7 +25,8 @@ import numpy as np
 from ..config import ENCODER_SIZES, apply_preset, head_count, warn_size_mismatch
 from ..data.reads import known_reads
 from ..data.table import check_groups, fold_ids
-from ..features import sample_features, with_covariates
+from ..features import (CLUSTERS, NEEDS_VECTORS, cluster_centres, encoder_centres,
+                        sample_features, with_covariates)
 from ..inputs import (Options, check_classes, decide_classes, fold_count, decode_regression,
                       encode_covariates, encode_targets, prepare_table, resolve_distances_of,
                       resolve_sizes)
@@ -58,9 +59,9 @@ def fit(table, targets: dict, task: str, model_cfg, train_cfg, encoder: ModelBun
     data = inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
     if not data.frozen:
         return whole_model(data, encoder, dirs)
-    feats = features(data, encoder)
+    feats, centres = features(data, encoder)
     runs, model, history, run = fit_components(data, feats, encoder, dirs)
-    stack, rep = fit_stack(data, runs)
+    stack, rep = fit_stack(data, runs, centres)
     return outputs(data, encoder, model, history, run, stack, rep)
 
 
@@ -185,17 +186,35 @@ def usable_groups(groups, sample_ids):
 
 
 # ------------------------------------------------------------------------------ features
-def features(data: FitInputs, encoder) -> dict:
-    """The feature blocks the stack's components read, for every sample."""
+def features(data: FitInputs, encoder):
+    """(the feature blocks the stack's components read, for every sample; the clusters
+    block's centres and where they came from, or None)."""
     names = {b for learner, b in parse(data.model_cfg.stack) if learner != HEADS}
     if data.train_cfg.compare_baselines:
         names |= {c.split(":")[1] for c in BASELINE_COMPONENTS}
-    V = None
-    if "composition" in names:
+    V, centres = None, None
+    if set(NEEDS_VECTORS) & names:
         from ..inference import encoder_vectors
         V = encoder_vectors(encoder.build_model(), data.labelled, data.train_cfg.device)
-    feats = sample_features(data.labelled, known_reads(data.labelled), sorted(names), V)
-    return with_covariates(feats, data.covariates, data.levels)
+    if "clusters" in names:
+        centres = clusters_of(encoder, V, data.train_cfg.random_seed)
+    feats = sample_features(data.labelled, known_reads(data.labelled), sorted(names), V,
+                            None if centres is None else centres[0])
+    return with_covariates(feats, data.covariates, data.levels), centres
+
+
+def clusters_of(encoder, V, seed: int):
+    """(centres, where from): the encoder's clusters of its pretraining reads; an encoder
+    that keeps none (written before format 2.9) has its clusters made here from the vectors
+    of the training table's reads (no label read), and says so."""
+    as_saved = lambda c: np.asarray(c, np.float32).astype(np.float64)   # as the stack keeps them
+    centres = encoder_centres(encoder)
+    if centres is not None:
+        return as_saved(centres), "the encoder's pretraining reads"
+    warnings.warn("This encoder keeps no clusters of its pretraining reads (it was written "
+                  "before format 2.9): the clusters block clusters the training table's reads "
+                  "instead. Pretrain it again with this release to keep its own.", stacklevel=4)
+    return as_saved(cluster_centres(V, CLUSTERS, seed)), "the training table's reads"
 
 
 # ---------------------------------------------------------------------------- components
@@ -247,7 +266,7 @@ def encoder_only(model_cfg, encoder):
 
 
 # --------------------------------------------------------------------------------- stack
-def fit_stack(data: FitInputs, runs: dict):
+def fit_stack(data: FitInputs, runs: dict, centres=None):
     """The stack (its components' weights, fitted on their out-of-fold predictions) and its
     report (out-of-fold scores of the components, the stack and the stack without its
     encoder components, with intervals over groups)."""
@@ -263,8 +282,9 @@ def fit_stack(data: FitInputs, runs: dict):
                      data.n_classes, data.decode, data.units, data.train_cfg.random_seed)
     rep["weights"] = dict(zip(names, [float(v) for v in w]))
     rep["in_stack"] = names
+    reads_clusters = any(runs[n].component.block == "clusters" for n in names)
     stack = Stack([runs[n].component for n in names], w, known_reads(data.labelled),
-                  data.n_classes)
+                  data.n_classes, *(centres if reads_clusters else (None, "")))
     rep["oof"] = stack_oof
     return stack, rep
 

@@ -238,8 +238,14 @@ def _from_2_7(cfg):
     return None, []
 
 
+def _from_2_8(cfg):
+    """2.9 adds the clusters block (its centres kept with the stack, and with an encoder
+    those of its pretraining reads); no model before it reads one: nothing to change."""
+    return None, []
+
+
 UPGRADES = (_from_2_0, _from_2_1, _from_2_2, _from_2_3, _from_2_4, _from_2_5, _from_2_6,
-            _from_2_7)
+            _from_2_7, _from_2_8)
 MAJOR = int(FORMAT_VERSION.split(".")[0])
 READABLE_VERSIONS = tuple(f"{MAJOR}.{m}" for m in range(len(UPGRADES) + 1))
 assert READABLE_VERSIONS[-1] == FORMAT_VERSION, "a format minor without its upgrade step"
@@ -349,6 +355,7 @@ def _validated(path, level):
     _check_version(cfg["format_version"])
     rename, zero = _upgrade(cfg)
     mcfg = ModelConfig.from_dict(cfg["model"])
+    check_centres((cfg.get("extra") or {}).get("clusters"), mcfg.embedding_dim)
     TrainConfig.from_dict(cfg["training"])
     if mcfg.task == "classification":
         classes = cfg["target"].get("classes") or []
@@ -360,6 +367,12 @@ def _validated(path, level):
     header = {rename(k): v for k, v in read_safetensors_header(path / WEIGHTS).items()
               if k != "__metadata__"}
     check_stack(cfg, {k for k in header if k.startswith(STACK_PREFIX)})
+    centres = header.get(f"{STACK_PREFIX}clusters")
+    if centres is not None and list(centres["shape"]) != [cfg["stack"]["clusters"]["k"],
+                                                          mcfg.embedding_dim]:
+        raise ValueError(f"{WEIGHTS}: the stack's cluster centres have shape "
+                         f"{centres['shape']}, config.json implies "
+                         f"[{cfg['stack']['clusters']['k']}, {mcfg.embedding_dim}]")
     header = {k: v for k, v in header.items() if not k.startswith(STACK_PREFIX)}
     expected = expected_shapes(mcfg)
     for name in zero:
@@ -379,6 +392,22 @@ def _validated(path, level):
 STACK_PREFIX = "stack."
 
 
+def check_centres(clusters, width: int):
+    """An encoder's clusters (config.json extra "clusters"): K centres of ``width`` finite
+    numbers each, or none."""
+    if clusters is None:
+        return
+    import numpy as np
+    try:
+        C = np.asarray(clusters["centres"], dtype=np.float64)
+        ok = C.ndim == 2 and len(C) >= 1 and C.shape[1] == width and np.isfinite(C).all()
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ValueError(f"{CONFIG}: extra.clusters must hold 'centres', a list of lists of "
+                         f"{width} finite numbers (the encoder's width)")
+
+
 def check_stack(cfg: dict, names: set):
     """A stack's tensors are exactly those its description in config.json names, and only a
     regressor / classifier of format 2.7 or later has one."""
@@ -395,6 +424,11 @@ def check_stack(cfg: dict, names: set):
             raise ValueError("one weight >= 0 per component")
         prefixes = {f"{STACK_PREFIX}{i}.{k}." for i, c in enumerate(spec["components"])
                     if c["learner"] != "heads" for k in range(int(c["models"]))}
+        if any(c.get("block") == "clusters" for c in spec["components"]):
+            if "clusters" not in spec:
+                raise ValueError("a component reads the clusters block but the stack keeps "
+                                 "no cluster centres")
+            prefixes.add(f"{STACK_PREFIX}clusters")
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"config.json describes a stack this engine cannot read: {e}") from None
     stray = sorted(x for x in names if not any(x.startswith(p) for p in prefixes))

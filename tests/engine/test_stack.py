@@ -100,6 +100,67 @@ def test_the_default_fit_is_a_stack_with_an_honest_report(stacked):
         api.prediction_scores(np.array(val["true"]), np.array(val["predicted"]),
                               True)["macro_f1"])
     assert rep["stack"]["macro_f1"] > 0.7       # the simulated groups differ clearly
+    # the clusters block reads the shipped encoder's own clusters of its pretraining reads
+    from aam_engine.features import encoder_centres
+    from aam_engine.pretrained import default_encoder
+    assert "linear:clusters" in rep["weights"]
+    np.testing.assert_allclose(stack.centres, encoder_centres(default_encoder()), rtol=1e-6)
+    assert stack.centres_from == "the encoder's pretraining reads"
+
+
+def test_clusters_sum_each_samples_reads_per_nearest_centre():
+    from aam_engine.features import cluster_centres, clusters, nearest_centre, sample_features
+    V = np.array([[0.0, 0.0], [0.1, 0.0], [5.0, 5.0], [5.0, 4.9]])
+    C = cluster_centres(V, 2)
+    near = nearest_centre(V, C)
+    assert near[0] == near[1] != near[2] == near[3]
+    counts = np.array([[1, 3, 0, 4], [0, 0, 2, 2]])
+    shares = clusters(counts, V, C)
+    np.testing.assert_allclose(shares[:, near[0]], [0.5, 0.0])
+    np.testing.assert_allclose(shares.sum(1), 1)
+    assert len(cluster_centres(np.zeros((5, 2)), 64)) == 1      # no more than distinct reads
+    table = api.SampleTable.from_arrays(counts, ["a", "b"], list("wxyz"),
+                                        {f: "ACGT" * 5 for f in "wxyz"})
+    with pytest.raises(ValueError, match="centres"):
+        sample_features(table, list(table.sequences), ["clusters"], V)
+
+
+def test_an_encoder_without_clusters_has_them_made_from_the_training_reads(example):
+    """An encoder of an older format keeps no clusters: the fit clusters the training
+    table's reads instead, says so, and the model predicts the same after saving."""
+    import json
+    from pathlib import Path
+    table, dist, md = example
+    old = read_model_dir(Path(__file__).parents[1] / "data" / "model_formats" / "2.8"
+                         / "encoder")
+    assert "clusters" not in old.extra
+    tiny = api.SampleTable.from_dataframe(__import__("pandas").read_csv(
+        Path(__file__).parents[1] / "data" / "model_formats" / "2.8" / "table.tsv", sep="\t",
+        index_col=0))
+    labels = {s: "ab"[i % 2] for i, s in enumerate(tiny.sample_ids)}
+    with pytest.warns(UserWarning, match="keeps no clusters"):
+        m = api.fit(tiny, labels, "classification", ModelConfig(ensemble=2),
+                    TrainConfig(**TC, compare_baselines=False), encoder=old)
+    assert m.stack.centres_from == "the training table's reads"
+    assert m.stack.centres.shape[1] == old.model_config.embedding_dim
+    cfg = m.config_json()
+    assert cfg["stack"]["clusters"] == {"k": len(m.stack.centres),
+                                        "from": "the training table's reads"}
+    json.dumps(cfg)
+
+
+def test_a_malformed_encoder_clusters_entry_is_refused(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+    src = Path(__file__).parents[1] / "data" / "model_formats" / "2.9" / "encoder"
+    shutil.copytree(src, tmp_path / "e")
+    cfg = json.loads((tmp_path / "e" / "config.json").read_text())
+    assert len(cfg["extra"]["clusters"]["centres"]) >= 1
+    cfg["extra"]["clusters"]["centres"][0] = [1.0]
+    (tmp_path / "e" / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="extra.clusters"):
+        read_model_dir(tmp_path / "e")
 
 
 def test_a_saved_stack_predicts_the_same_whatever_the_feature_order(stacked, tmp_path):
@@ -108,6 +169,7 @@ def test_a_saved_stack_predicts_the_same_whatever_the_feature_order(stacked, tmp
     back = read_model_dir(tmp_path / "m")
     a, b = api.predict(model, table), api.predict(back, table)
     np.testing.assert_array_equal(a[2], b[2])
+    np.testing.assert_array_equal(back.stack.centres, model.stack.centres)   # as fitted
     order = np.random.default_rng(1).permutation(table.n_features)
     shuffled = api.SampleTable(table.counts[:, order], table.sample_ids,
                                [table.feature_ids[i] for i in order],
