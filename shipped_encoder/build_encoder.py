@@ -92,6 +92,7 @@ def add_clusters(corpus: Path, out: Path) -> int:
     api.pretrain keeps them), its weights untouched; the card says so."""
     from aam_engine.io import read_model_dir
     from aam_engine.pretraining import read_clusters
+    commit = git_commit()               # before anything is written
     manifest = json.loads((corpus / "manifest.json").read_text())
     bundle = read_model_dir(out)
     studies = bundle.extra["corpus"]["studies"]
@@ -112,7 +113,7 @@ def add_clusters(corpus: Path, out: Path) -> int:
     read_model_dir(out)                 # still a valid model directory
     card = json.loads((out / "card.json").read_text())
     card["clusters"] = cluster_card(bundle, f"added by `python shipped_encoder/build_encoder.py "
-                                            f"--add-clusters` at {git_commit()}")
+                                            f"--add-clusters` at {commit}")
     (out / "card.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
     (out / "MODEL_CARD.md").write_text(model_card(card))
     print(f"{len(manifest['studies'])} corpus studies; clusters of {table.n_features} reads",
