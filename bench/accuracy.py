@@ -47,9 +47,9 @@ MODELS = (("aam", "aam_plain") + tuple(BASELINES)
 LABEL = {"aam": "AAM (default fit: the stack on the shipped encoder)",
          "aam_plain": "the same stack without its encoder components", **BASELINE_NAMES,
          **{b + BALANCED: f"{n}, balanced decision" for b, n in BASELINE_NAMES.items()}}
-# what a stored run holds: 2 = AAM with its decision rule, the baselines both ways (runs of
-# an older layout are not resumed)
-RUN_LAYOUT = 2
+# what a stored run holds: 3 = the default stack on the encoder's clusters; 2 = AAM with its
+# decision rule, the baselines both ways (runs of an older layout are not resumed)
+RUN_LAYOUT = 3
 
 
 def default_fit(table, ids, y, classify, units, seed, over=({}, {}), encoder=None, tree=None):
