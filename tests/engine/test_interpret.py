@@ -86,7 +86,7 @@ def test_embedding_distances_track_unifrac_after_pretraining(example):
 
 
 def test_occlusion_ranks_the_planted_asv_first_for_a_stack(planted):
-    """The default fit (a stack: learners on abundances and on the encoder's composition):
+    """The default fit (a stack: learners on abundances and on the encoder's clusters):
     taking the planted ASV out of a sample moves its prediction most; an ASV a stack does not
     use moves nothing."""
     from aam_engine.interpret import occlusion_importance
