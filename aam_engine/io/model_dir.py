@@ -404,8 +404,8 @@ def check_centres(clusters, width: int):
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
-        raise ValueError(f"{CONFIG}: extra.clusters must hold 'centres', a list of lists of "
-                         f"{width} finite numbers (the encoder's width)")
+        raise ValueError(f"{CONFIG}: extra.clusters must hold 'centres' of shape [K, {width}] "
+                         "(K centres of the encoder's width), finite numbers")
 
 
 def check_stack(cfg: dict, names: set):
