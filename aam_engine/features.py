@@ -55,10 +55,14 @@ def cluster_centres(V, k: int = CLUSTERS, seed: int = 0) -> np.ndarray:
     return KMeans(k, n_init=3, random_state=seed).fit(V).cluster_centers_
 
 
-def nearest_centre(V, centres) -> np.ndarray:
-    """Each read's cluster: the index of the centre nearest its vector [F]."""
-    V, C = np.asarray(V, np.float64), np.asarray(centres, np.float64)
-    return np.argmin((V ** 2).sum(1)[:, None] - 2 * V @ C.T + (C ** 2).sum(1)[None], 1)
+def nearest_centre(V, centres, chunk: int = 65536) -> np.ndarray:
+    """Each read's cluster: the index of the centre nearest its vector [F] (in chunks of
+    reads: a table of a million reads needs no F x K matrix at once)."""
+    C = np.asarray(centres, np.float64)
+    c2 = (C ** 2).sum(1)[None]
+    out = [np.argmin(c2 - 2 * np.asarray(V[i:i + chunk], np.float64) @ C.T, 1)
+           for i in range(0, len(V), chunk)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def clusters(counts, V, centres) -> np.ndarray:
@@ -72,10 +76,16 @@ def clusters(counts, V, centres) -> np.ndarray:
 
 
 def encoder_centres(encoder):
-    """The centres an encoder (a ModelBundle) keeps of its pretraining reads, or None (an
-    encoder written before 2.9, or pretrained with no reads to cluster)."""
-    c = (encoder.extra or {}).get("clusters") if encoder is not None else None
-    return None if not c else np.asarray(c["centres"], np.float64)
+    """The centres an encoder (a ModelBundle) keeps of its pretraining reads: those of an
+    encoder's extra, or, for a fitted model given as the encoder, those its stack reads; None
+    where it keeps none (written before format 2.9)."""
+    if encoder is None:
+        return None
+    c = (encoder.extra or {}).get("clusters")
+    if c:
+        return np.asarray(c["centres"], np.float64)
+    stack = getattr(encoder, "stack", None)
+    return None if stack is None or stack.centres is None else np.asarray(stack.centres)
 
 
 def aligned(table, columns: list[str]) -> sp.csr_matrix:

@@ -53,6 +53,7 @@ def read_clusters(model, table: SampleTable, train_cfg: TrainConfig) -> dict:
     from .inference import encoder_vectors
     model.eval()
     V = encoder_vectors(model, table, train_cfg.device)
+    model.cpu()         # as run_training handed it over (encoder_vectors moves it)
     centres = cluster_centres(V, CLUSTERS, train_cfg.random_seed)
     return {"centres": centres.tolist(), "reads": int(table.n_features),
             "from": "k-means of the vectors of the reads the encoder was pretrained on"}

@@ -124,6 +124,8 @@ class Stack:
                     models.append(KINDS[c["learner"]].from_arrays(arrays, n_classes))
             comps.append(Component(c["name"], c["learner"], c.get("block", ""), models))
         centres = tensors.get(CENTRES) if "clusters" in spec else None
+        if centres is not None and not np.isfinite(np.asarray(centres, float)).all():
+            raise ValueError("the stack's cluster centres are not all finite numbers")
         return cls(comps, np.asarray(spec["weights"], float), list(spec["columns"]), n_classes,
                    None if centres is None else np.asarray(centres, np.float64),
                    spec.get("clusters", {}).get("from", ""))

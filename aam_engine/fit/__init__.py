@@ -204,16 +204,18 @@ def features(data: FitInputs, encoder):
 
 
 def clusters_of(encoder, V, seed: int):
-    """(centres, where from): the encoder's clusters of its pretraining reads; an encoder
-    that keeps none (written before format 2.9) has its clusters made here from the vectors
-    of the training table's reads (no label read), and says so."""
+    """(centres, where from): the encoder's clusters of its pretraining reads (or those of a
+    fitted model's stack given as the encoder); an encoder that keeps none (written before
+    format 2.9) has its clusters made here from the vectors of the training table's reads
+    (no label read), and says so."""
     as_saved = lambda c: np.asarray(c, np.float32).astype(np.float64)   # as the stack keeps them
     centres = encoder_centres(encoder)
     if centres is not None:
         return as_saved(centres), "the encoder's pretraining reads"
-    warnings.warn("This encoder keeps no clusters of its pretraining reads (it was written "
-                  "before format 2.9): the clusters block clusters the training table's reads "
-                  "instead. Pretrain it again with this release to keep its own.", stacklevel=4)
+    warnings.warn("This encoder keeps no clusters of its pretraining reads (an encoder "
+                  "written before format 2.9 keeps none): the clusters block clusters the "
+                  "training table's reads instead. Pretrain it again with this release to keep "
+                  "its own.", stacklevel=4)
     return as_saved(cluster_centres(V, CLUSTERS, seed)), "the training table's reads"
 
 
@@ -257,7 +259,7 @@ def cross_fit_result(component, oof):
 
 def encoder_only(model_cfg, encoder):
     """The model a stack without heads keeps: the frozen encoder (its ASV vectors make the
-    composition block of new tables)."""
+    composition and clusters blocks of new tables)."""
     from ..models import AAM
     assert head_count(model_cfg) == 0
     model = AAM(model_cfg)

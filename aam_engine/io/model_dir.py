@@ -424,15 +424,21 @@ def check_stack(cfg: dict, names: set):
             raise ValueError("one weight >= 0 per component")
         prefixes = {f"{STACK_PREFIX}{i}.{k}." for i, c in enumerate(spec["components"])
                     if c["learner"] != "heads" for k in range(int(c["models"]))}
+        clusters = spec.get("clusters")
+        if clusters is not None and not (isinstance(clusters, dict) and isinstance(
+                clusters.get("k"), int) and clusters["k"] >= 1):
+            raise ValueError("its clusters entry must be {'k': centres >= 1, 'from': ...}")
         if any(c.get("block") == "clusters" for c in spec["components"]):
-            if "clusters" not in spec:
+            if clusters is None:
                 raise ValueError("a component reads the clusters block but the stack keeps "
                                  "no cluster centres")
-            prefixes.add(f"{STACK_PREFIX}clusters")
+        exact = {f"{STACK_PREFIX}clusters"} if clusters is not None else set()
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"config.json describes a stack this engine cannot read: {e}") from None
-    stray = sorted(x for x in names if not any(x.startswith(p) for p in prefixes))
-    bare = sorted(p for p in prefixes if not any(x.startswith(p) for x in names))
+    stray = sorted(x for x in names if x not in exact
+                   and not any(x.startswith(p) for p in prefixes))
+    bare = sorted(p for p in prefixes if not any(x.startswith(p) for x in names)) + sorted(
+        exact - names)
     if stray or bare:
         raise ValueError(f"{WEIGHTS} does not hold the stack config.json describes: "
                          f"unexpected {stray[:3]}, missing {bare[:3]}.")

@@ -106,6 +106,8 @@ def test_the_default_fit_is_a_stack_with_an_honest_report(stacked):
     assert "linear:clusters" in rep["weights"]
     np.testing.assert_allclose(stack.centres, encoder_centres(default_encoder()), rtol=1e-6)
     assert stack.centres_from == "the encoder's pretraining reads"
+    # a fitted model given as the encoder of another fit hands on the centres its stack reads
+    np.testing.assert_array_equal(encoder_centres(model), stack.centres)
 
 
 def test_clusters_sum_each_samples_reads_per_nearest_centre():
