@@ -89,22 +89,19 @@ def compute_features(table, directory=None) -> dict:
     from aam_engine.inference import encoder_vectors, run_model
     from aam_engine.io import read_model_dir
     from aam_engine.pretrained import default_encoder
-    model = (read_model_dir(directory) if directory else default_encoder()).build_model()
+    bundle = read_model_dir(directory) if directory else default_encoder()
+    model = bundle.build_model()
     V = encoder_vectors(model, table)
     b = BatchBuilder(table, model.cfg.token_limit, model.cfg.max_bp)
     logc = sp.csr_matrix(table.counts, copy=True)
     logc.data = np.log1p(logc.data)
-    rel = sp.diags(1.0 / np.maximum(np.asarray(table.counts.sum(1)).ravel(), 1)) @ table.counts
-    clusters = {}
-    for k in CLUSTERS:      # abundances summed over the corpus's clusters of ASV vectors
-        C = corpus_centres(model, k, directory)
-        near = np.argmin((V ** 2).sum(1)[:, None] - 2 * V @ C.T + (C ** 2).sum(1)[None], 1)
-        onehot = sp.csr_matrix((np.ones(len(near)), (np.arange(len(near)), near)),
-                               shape=(len(near), k))
-        clusters[f"clus{k}"] = np.asarray((rel @ onehot).todense())
-    bundle = read_model_dir(directory) if directory else default_encoder()
-    if encoder_centres(bundle) is not None:     # the product's block: the encoder's clusters
-        clusters["clusters"] = cluster_shares(table.counts, V, encoder_centres(bundle))
+    # abundances summed over the corpus's clusters of ASV vectors (candidates), and the
+    # product's block: the encoder's own clusters
+    clusters = {f"clus{k}": cluster_shares(table.counts, V, corpus_centres(model, k, directory))
+                for k in CLUSTERS}
+    own = encoder_centres(bundle)
+    if own is not None:
+        clusters["clusters"] = cluster_shares(table.counts, V, own)
     return dict(ids=np.array(table.sample_ids), vectors=V, comp_rel=composition(table.counts, V),
                 comp_log=composition(logc, V),
                 sample=run_model(model, b, np.arange(table.n_samples), "cpu", key="sample_vec"),
@@ -118,8 +115,8 @@ def table_clusters(feats, table, train_rows, spec: str) -> dict:
     """Blocks 'tclusK' of ``spec``: abundances summed over k-means clusters (K, seed 0) of the
     encoder's vectors of the reads the training rows hold (no label, no test sample seen);
     every read falls into its nearest centre."""
-    import scipy.sparse as sp
     from sklearn.cluster import KMeans
+    from aam_engine.features import clusters as cluster_shares
     out = {}
     for name in spec.split("+"):
         if not name.startswith("tclus"):
@@ -127,11 +124,7 @@ def table_clusters(feats, table, train_rows, spec: str) -> dict:
         k, V = int(name[5:]), feats["vectors"]
         seen = np.flatnonzero(np.asarray(table.counts[train_rows].sum(0)).ravel() > 0)
         C = KMeans(k, n_init=3, random_state=0).fit(V[seen]).cluster_centers_
-        near = np.argmin((V ** 2).sum(1)[:, None] - 2 * V @ C.T + (C ** 2).sum(1)[None], 1)
-        onehot = sp.csr_matrix((np.ones(len(near)), (np.arange(len(near)), near)),
-                               shape=(len(near), k))
-        rel = sp.diags(1.0 / np.maximum(np.asarray(table.counts.sum(1)).ravel(), 1)) @ table.counts
-        out[name] = np.asarray((rel @ onehot).todense())
+        out[name] = cluster_shares(table.counts, V, C)
     return out
 
 

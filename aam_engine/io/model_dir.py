@@ -367,7 +367,7 @@ def _validated(path, level):
     header = {rename(k): v for k, v in read_safetensors_header(path / WEIGHTS).items()
               if k != "__metadata__"}
     check_stack(cfg, {k for k in header if k.startswith(STACK_PREFIX)})
-    centres = header.get(f"{STACK_PREFIX}clusters")
+    centres = header.get(STACK_CENTRES)
     if centres is not None and list(centres["shape"]) != [cfg["stack"]["clusters"]["k"],
                                                           mcfg.embedding_dim]:
         raise ValueError(f"{WEIGHTS}: the stack's cluster centres have shape "
@@ -390,6 +390,7 @@ def _validated(path, level):
 
 
 STACK_PREFIX = "stack."
+STACK_CENTRES = STACK_PREFIX + "clusters"      # stacked.CENTRES: the clusters block's centres
 
 
 def check_centres(clusters, width: int):
@@ -432,7 +433,7 @@ def check_stack(cfg: dict, names: set):
             if clusters is None:
                 raise ValueError("a component reads the clusters block but the stack keeps "
                                  "no cluster centres")
-        exact = {f"{STACK_PREFIX}clusters"} if clusters is not None else set()
+        exact = {STACK_CENTRES} if clusters is not None else set()
     except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"config.json describes a stack this engine cannot read: {e}") from None
     stray = sorted(x for x in names if x not in exact
