@@ -195,6 +195,9 @@ def main():
             "date": time.strftime("%Y-%m-%d"), "commits": sorted({r["commit"] for r in runs}),
             "minutes": sum(r["minutes"] for r in runs), "splits": args.splits,
             "dropped": dropped}
+    if args.only_aam:       # no baselines, no table: `--compare` sets its runs side by side
+        print(f"{len(runs)} runs in {log}; compare them with --compare")
+        return
     text = report(meta, runs)
     (RESULTS / f"{stem}.md").write_text(text)
     print(text)
