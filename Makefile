@@ -23,7 +23,7 @@ bench: setup
 # mapped to Greengenes V4 reads), then pretraining on it (about an hour on 2 CPU cores;
 # rerun to resume from build/encoder-ckpt).  shipped_encoder/README.md says what each step does.
 corpus: setup
-	@$(PY) shipped_encoder/build_corpus.py --out build/corpus --max-samples 2000
+	@$(PY) shipped_encoder/build_corpus.py --out build/corpus
 
 pretrained: corpus
 	@$(PY) shipped_encoder/build_encoder.py --corpus build/corpus --checkpoint-dir build/encoder-ckpt
