@@ -119,6 +119,13 @@ def encoder_id(path) -> str:
     return hashlib.sha256((Path(path) / "weights.safetensors").read_bytes()).hexdigest()[:16]
 
 
+def shipped_id() -> str:
+    """The shipped encoder's weights id: part of every stored run's settings, so that a run of
+    another shipped encoder is never resumed as this one's."""
+    from aam_engine.pretrained import DEFAULT_DIR
+    return encoder_id(DEFAULT_DIR)
+
+
 def dev_test_sets(name, table, md) -> set:
     return {frozenset(te) for _, _, te in splits(name, table, md,
                                                  [int(s) for s in DEV_SEEDS.split(",")])}
@@ -162,7 +169,7 @@ def main():
         from aam_engine.io import read_model_dir
         encoder = read_model_dir(args.encoder)
     settings = {"set": args.set, "layout": RUN_LAYOUT,
-                **({"encoder": encoder_id(args.encoder)} if args.encoder else {}),
+                "encoder": encoder_id(args.encoder) if args.encoder else shipped_id(),
                 **({"tree_epochs": args.tree_epochs} if args.tree_epochs
                                     else {}), **({"only_aam": True} if args.only_aam else {})}
     done = {(r["dataset"], r["seed"]): r for r in stored_runs(args.splits, args.tag, settings)}
@@ -306,7 +313,7 @@ def stored_runs(splits_kind: str = "report", tag: str = "", settings=None) -> li
     """The stored runs of the untagged default fit (or ``tag``) in today's layout: the last
     one of each (dataset, seed)."""
     log = RESULTS / f"accuracy{'-' + tag if tag else ''}-{splits_kind}.runs.jsonl"
-    settings = settings or {"set": [], "layout": RUN_LAYOUT}
+    settings = settings or {"set": [], "layout": RUN_LAYOUT, "encoder": shipped_id()}
     runs = {}
     for line in (log.read_text().splitlines() if log.exists() else []):
         r = json.loads(line)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from accuracy import BALANCED, RUN_LAYOUT, default_fit  # noqa: E402
+from accuracy import BALANCED, RUN_LAYOUT, default_fit, shipped_id  # noqa: E402
 from baselines import BASELINES  # noqa: E402
 from datasets import CORPUS, DATA, RESULTS, counts_on, read_metadata  # noqa: E402
 from tables import commit, interval_cell, ms  # noqa: E402
@@ -94,12 +94,12 @@ def main():
     done = {}
     if LOG.exists():
         done = {r["seed"]: r for r in map(json.loads, LOG.read_text().splitlines())
-                if r.get("layout") == RUN_LAYOUT}
+                if r.get("layout") == RUN_LAYOUT and r.get("encoder") == shipped_id()}
     data = load_pair()
     for seed in [int(s) for s in args.seeds.split(",")]:
         if seed not in done:
             rec = run_seed(seed, *data)
-            rec.update(commit=commit(), layout=RUN_LAYOUT)
+            rec.update(commit=commit(), layout=RUN_LAYOUT, encoder=shipped_id())
             with open(LOG, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             done[seed] = rec

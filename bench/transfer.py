@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from accuracy import (BASELINE_NAMES, BASELINES, LABEL, MODELS, REPORT_SEEDS, RUN_LAYOUT,  # noqa
-                      best_baseline, default_fit, stored_runs)
+                      best_baseline, default_fit, shipped_id, stored_runs)
 from datasets import (DATASETS, RESULTS, counts_on, labelled, load, splits, test_key,  # noqa
                       unit)
 from tables import commit, interval_cell, ms  # noqa: E402
@@ -135,12 +135,14 @@ def main():
         table, md = load(name)
         for seed, train, test in splits(name, table, md, seeds):
             rec = done.get((part, name, seed), {})
-            if rec.get("test_key") == test_key(test) and rec.get("layout") == RUN_LAYOUT:
+            if (rec.get("test_key") == test_key(test) and rec.get("layout") == RUN_LAYOUT
+                    and (part == "loso" or rec.get("encoder") == shipped_id())):
                 continue
             t0 = time.time()
             rec = (own_split(name, table, md, seed, train, test) if part == "loso"
                    else retrim_split(table, md, seed, train, test))
             rec.update(part=part, dataset=name, seed=seed, commit=commit(), layout=RUN_LAYOUT,
+                       encoder=shipped_id(),
                        test_key=test_key(test), minutes=(time.time() - t0) / 60)
             with open(LOG, "a") as f:
                 f.write(json.dumps(rec) + "\n")
