@@ -24,6 +24,7 @@ the same settings resumes); the table goes to the .md beside it.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -119,9 +120,11 @@ def encoder_id(path) -> str:
     return hashlib.sha256((Path(path) / "weights.safetensors").read_bytes()).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
 def shipped_id() -> str:
     """The shipped encoder's weights id: part of every stored run's settings, so that a run of
-    another shipped encoder is never resumed as this one's."""
+    another shipped encoder is never resumed as this one's (hashed once per process: callers
+    check it per stored run)."""
     from aam_engine.pretrained import DEFAULT_DIR
     return encoder_id(DEFAULT_DIR)
 
