@@ -15,9 +15,10 @@ training part, scored on the test part:
     python bench/accuracy.py --encoder build/candidate-encoder --only-aam --tag candidate
                                                 # another encoder in place of the shipped one
 
-Two sets of split seeds: development (DEV_SEEDS, on the development datasets: defaults may
-be chosen on them) and report (REPORT_SEEDS on every dataset, run only to publish; a report
-split whose test part a development seed already drew is dropped and counted).  Every
+Two sets of split seeds (bench/datasets.py): development (the first three of DEV_SEEDS, on
+the development datasets: defaults may be chosen on them; bench/components.py reads all
+eight) and report (report_splits: on every dataset, run only to publish, seeds from 100 up
+whose test part no development seed and no earlier report seed drew, five of them).  Every
 finished split is appended to bench/results/accuracy[-TAG]-<splits>.runs.jsonl (a rerun with
 the same settings resumes); the table goes to the .md beside it.
 """
@@ -36,11 +37,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from baselines import BASELINES, NAMES as BASELINE_NAMES  # noqa: E402
-from datasets import (DATASETS, DEV, REPORT_ONLY, RESULTS, labelled, load, n_units,  # noqa
-                      splits, test_key, unit)
+from datasets import (DATASETS, DEV, DEV_SEEDS, REPORT_ONLY, RESULTS, labelled, load,  # noqa
+                      n_units, report_splits, splits, test_key, unit)
 from tables import commit, interval_cell, ms, parse_sets  # noqa: E402
 
-DEV_SEEDS, REPORT_SEEDS = "0,1,2", "100,101,102,103,104"
+ACCURACY_DEV_SEEDS = DEV_SEEDS[:3]      # the end-to-end development splits
 PLAIN = "linear:relative,forest:relative"
 BALANCED = "_balanced"      # a baseline predicting by the balanced rule, as AAM does
 MODELS = (("aam", "aam_plain") + tuple(BASELINES)
@@ -129,11 +130,6 @@ def shipped_id() -> str:
     return encoder_id(DEFAULT_DIR)
 
 
-def dev_test_sets(name, table, md) -> set:
-    return {frozenset(te) for _, _, te in splits(name, table, md,
-                                                 [int(s) for s in DEV_SEEDS.split(",")])}
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,8 +155,7 @@ def main():
         return compare(args.compare.split(","), args.splits)
     datasets = (args.datasets.split(",") if args.datasets else
                 list(DEV) + (list(REPORT_ONLY) if args.splits == "report" else []))
-    seeds = [int(s) for s in (args.seeds or (DEV_SEEDS if args.splits == "dev" else
-                                             REPORT_SEEDS)).split(",")]
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
     over = parse_sets(args.set)
     stem = f"accuracy{'-' + args.tag if args.tag else ''}-{args.splits}"
     log = RESULTS / f"{stem}.runs.jsonl"
@@ -183,12 +178,13 @@ def main():
             dropped[name] = DATASETS[name]["no_report"]
             continue
         table, md = load(name)
-        seen = dev_test_sets(name, table, md) if args.splits == "report" and name in DEV else set()
-        for seed, train, test in splits(name, table, md, seeds):
-            if frozenset(test) in seen:        # drawn before (by development, or a seed here)
-                dropped[name] = dropped.get(name, 0) + 1
-                continue
-            seen.add(frozenset(test))
+        if args.splits == "report":     # every split a development seed drew is passed over
+            todo, passed = report_splits(name, table, md, seeds)
+            if passed:
+                dropped[name] = passed
+        else:
+            todo = splits(name, table, md, seeds or ACCURACY_DEV_SEEDS)
+        for seed, train, test in todo:
             rec = done.get((name, seed))
             if rec is None or rec.get("test_key") != test_key(test):
                 t0 = time.time()
@@ -234,7 +230,7 @@ def report(meta, runs) -> str:
              "common one.", ""]
     if meta.get("dropped"):
         lines += ["Not reported, or fewer splits: " + "; ".join(
-            f"{k}: {v if isinstance(v, str) else f'{v} seed(s) drew a split already drawn'}"
+            f"{k}: {v if isinstance(v, str) else f'{v} seed(s) passed over (their split was drawn by a development seed or an earlier report seed)'}"
             for k, v in meta["dropped"].items()) + ".", ""]
     lines += ["| dataset: target | units train/test | n | model | score | R² | const | "
               "AAM − best baseline | AAM − best baseline, either decision | "

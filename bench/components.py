@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from datasets import (DATASETS, DEV, RESULTS, ROOT, labelled, load, splits, test_key,  # noqa
-                      unit)
+from datasets import (DATASETS, DEV, DEV_SEEDS, RESULTS, ROOT, labelled, load, splits,  # noqa
+                      test_key, unit)
 from baselines import RF_MAX_FEATURES  # noqa: E402
 from tables import commit, interval_cell, ms  # noqa: E402
 
@@ -254,7 +254,7 @@ def predict_main(argv):
     from aam_engine.data.table import fold_ids
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
+    ap.add_argument("--seeds", default=",".join(map(str, DEV_SEEDS)))
     ap.add_argument("--components", default=CANDIDATES)
     ap.add_argument("--encoder", metavar="TAG=DIR", help="another encoder (a model directory) "
                     "in place of the shipped one: its components are cached as COMPONENT@TAG")
@@ -337,7 +337,7 @@ def split_args(argv, stacks: str, **extra):
     for k, v in extra.items():
         ap.add_argument(f"--{k}", default=v)
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
+    ap.add_argument("--seeds", default=",".join(map(str, DEV_SEEDS)))
     args = ap.parse_args(argv)
     return args, dict(s.split("=") for s in args.stacks.split(";"))
 
@@ -415,7 +415,7 @@ def select_main(argv):
     ap.add_argument("--full", default="l2:rel+rf:rel+l2:comp_rel+rf:comp_rel")
     ap.add_argument("--plain", default="l2:rel+rf:rel")
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7")
+    ap.add_argument("--seeds", default=",".join(map(str, DEV_SEEDS)))
     args = ap.parse_args(argv)
     lines = ["# Keep the encoder's components only where out-of-fold evidence says they help "
              "(development splits)", "", f"`python bench/components.py select`, commit "
