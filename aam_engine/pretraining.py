@@ -41,7 +41,8 @@ def pretrain_encoder(table: SampleTable, model_cfg: ModelConfig, train_cfg: Trai
                                          RunDirs(options.checkpoint_dir, options.log_dir))
     extra["unifrac_metric"] = options.metric if options.tree is not None else "precomputed"
     extra["continued_from_an_encoder"] = start is not None
-    extra["clusters"] = read_clusters(model, table, train_cfg)
+    # once per node under torchrun (the node's local rank 0; its ranks share the result)
+    extra["clusters"] = on_node(read_clusters, model, table, train_cfg)
     return ModelBundle(model_cfg, train_cfg, model.state_dict(), {"type": "encoder"}, {},
                        history, extra)
 

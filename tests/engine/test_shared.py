@@ -122,7 +122,8 @@ def test_node_shared_builds_once_per_node_and_cleans_up(tmp_path, fail):
 @pytest.mark.skipif(not dist.is_available(), reason="torch.distributed unavailable")
 def test_torchrun_cli_pretrains_on_node_shared_data(tmp_path):
     """The cluster path end to end: `torchrun --nproc_per_node 2 -m aam_engine.cli pretrain`
-    reads the table once per node, trains, rank 0 writes the model, no share files remain."""
+    reads the table once per node, trains, clusters the reads once per node, rank 0 writes
+    the model, no share files remain."""
     import shutil
     import subprocess
     import sys
@@ -144,3 +145,6 @@ def test_torchrun_cli_pretrains_on_node_shared_data(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "enc").is_dir() and any((tmp_path / "enc").iterdir())
     assert os.listdir(share) == []
+    from aam_engine.io import read_model_dir     # its clusters, computed once on the node
+    centres = np.asarray(read_model_dir(tmp_path / "enc").extra["clusters"]["centres"])
+    assert centres.shape[1] == 16 and len(centres) > 1
