@@ -176,7 +176,7 @@ def report_splits(name: str, table, md, seeds=None):
     REPORT_FIRST up (or the ``seeds`` given), each split whose test part no development seed
     (DEV_SEEDS, on a development dataset) and no earlier report seed drew, until there are
     REPORT_SPLITS (or REPORT_SEARCH seeds were tried).  A dataset with few units (pd-mice:
-    ten distinct splits) repeats splits often; a repeat of a split defaults were chosen on
+    twelve distinct splits) repeats splits often; a repeat of a split defaults were chosen on
     would not be held out."""
     seen = ({frozenset(te) for _, _, te in splits(name, table, md, DEV_SEEDS)}
             if name in DEV else set())
