@@ -20,6 +20,7 @@ scored on the test parts.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -164,8 +165,21 @@ def reads_encoder(comp: str) -> bool:
 
 def cached(name, target, seed, test, comp) -> Path:
     """Where a component's predictions on one split are kept: keyed by the split's test part,
-    so a change to how splits are drawn recomputes the splits it changed."""
+    so a change to how splits are drawn recomputes the splits it changed.  A component on
+    the shipped encoder is read only while the dataset's features are of today's shipped
+    weights (``predict`` refreshes them and drops the components of other weights)."""
+    if reads_encoder(comp) and "@" not in comp:
+        check_shipped_features(name)
     return PREDS / f"{name}.{target}.{seed}.{test_key(test)}.{comp}.npz"
+
+
+@functools.lru_cache(maxsize=None)
+def check_shipped_features(name) -> None:
+    from aam_engine.pretrained import DEFAULT_DIR
+    path = CACHE / f"features-{name}.npz"
+    if path.exists() and str(np.load(path)["encoder"]) != weights_id(DEFAULT_DIR):
+        sys.exit(f"{path} and the components cached on it are of another shipped encoder: "
+                 f"run `python bench/components.py predict --datasets {name}` first")
 
 
 def block(feats, table, rows, spec):
