@@ -308,7 +308,8 @@ def split_ids(ids, validation_fraction: float, seed: int = 0, groups=None):
     uniq = sorted({str(groups[s]) for s in ids})
     if len(uniq) < 2:
         raise ValueError(f"A grouped split needs at least 2 groups; found {len(uniq)} "
-                         f"({first_few(uniq)}).")
+                         f"({first_few(uniq)}). Give groups with at least two values, or "
+                         "none (the samples are then split at random).")
     perm = [uniq[i] for i in rng.permutation(len(uniq))]
     target = validation_fraction * len(ids)
     size = {g: 0 for g in uniq}

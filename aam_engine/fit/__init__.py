@@ -89,6 +89,9 @@ def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
     if options.has_distances:
         from ..pretraining import pretrain_encoder
         sub = dirs.sub("pretrain")
+        if groups is not None and len({str(groups.get(s)) for s in table.sample_ids}) < 2:
+            groups = None   # one unit: its validation split splits samples, as the folds
+            # do (usable_groups says so once, when the fit reads its inputs)
         return pretrain_encoder(table, model_cfg, train_cfg, groups=groups,
                                 options=dataclasses.replace(options, log_dir=sub.log_dir,
                                                             checkpoint_dir=sub.checkpoint_dir),

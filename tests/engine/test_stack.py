@@ -221,6 +221,15 @@ def test_one_validation_group_folds_the_samples_and_says_so(example):
         model = api.fit(table, ages, "regression", ModelConfig(ensemble=3), TrainConfig(**TC),
                         groups={s: "the only cage" for s in table.sample_ids})
     assert model.extra["stack"]["groups"] == table.n_samples       # each sample its own unit
+    with pytest.warns(UserWarning, match="one validation group"):    # and the encoder it
+        # pretrains first (given distances) validates on a split of the samples too
+        given = api.fit(table, ages, "regression",
+                        ModelConfig(ensemble=3, embedding_dim=16, attention_heads=2,
+                                    attention_layers=1, max_bp=60, token_limit=24),
+                        TrainConfig(**dict(TC, epochs=1, batch_size=8)),
+                        groups={s: "the only cage" for s in table.sample_ids},
+                        options=api.Options(distances=(table.sample_ids, dist)))
+    assert given.extra["stack"]["groups"] == table.n_samples
     with pytest.raises(ValueError, match="1 sample\\(s\\) have no validation group"):
         api.fit(table, ages, "regression", ModelConfig(), TrainConfig(**TC),
                 groups={s: "a" for s in table.sample_ids[1:]})
