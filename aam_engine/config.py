@@ -188,11 +188,11 @@ class ModelConfig(_Serial):
         "fine-tunes the whole model (or trains it from scratch without an encoder).",
         plugin="fit")
     pretrain_from: str = setting(
-        "scratch", "Given a phylogeny or distance matrix but no encoder, a fit pretrains an "
-        "encoder on the table's UniFrac first: 'scratch' from random weights (sizes from the "
-        "settings), 'shipped' continuing from the encoder that ships with q2-aam (its sizes; "
-        "what it learned on public studies adapted to these reads).",
-        choices=("scratch", "shipped"), plugin="fit")
+        "shipped", "Given a phylogeny or distance matrix but no encoder, a fit pretrains an "
+        "encoder on the table's UniFrac first: 'shipped' continuing from the encoder that "
+        "ships with q2-aam (its sizes; what it learned on public studies adapted to these "
+        "reads), 'scratch' from random weights (sizes from the settings, e.g. a preset).",
+        choices=("shipped", "scratch"), plugin="fit")
     shipped_encoder: bool = setting(
         True, "Given no encoder, phylogeny or distance matrix: start from the encoder that "
         "ships with q2-aam (pretrained on public studies; `qiime aam pretrained-encoder` hands "
@@ -327,15 +327,15 @@ ENCODER_SIZES = ("embedding_dim", "attention_heads", "attention_layers", "interm
                  "max_bp", "kmer_size", "token_limit", "embedding_out", "set_sketch")
 
 
-def warn_size_mismatch(asked: dict, encoder: ModelConfig):
-    """A fit with an encoder uses the encoder's sizes: say so (naming both) when the user asked
-    for other sizes than the defaults."""
+def warn_size_mismatch(asked: dict, encoder: ModelConfig, hint: str = ""):
+    """A fit with an encoder uses the encoder's sizes: say so (naming both, and ``hint``: how
+    to get the sizes asked for) when the user asked for other sizes than the defaults."""
     base = defaults(ModelConfig)
     differ = [f"{k} {asked[k]} (encoder: {getattr(encoder, k)})" for k in ENCODER_SIZES
               if k in asked and asked[k] != base[k] and asked[k] != getattr(encoder, k)]
     if differ:
         warnings.warn("The pretrained encoder's sizes are used, not the ones asked for: "
-                      + "; ".join(differ) + ".", stacklevel=3)
+                      + "; ".join(differ) + "." + (f" {hint}" if hint else ""), stacklevel=3)
 
 
 def head_count(cfg: ModelConfig) -> int:

@@ -26,7 +26,9 @@ def pretrain_encoder(table: SampleTable, model_cfg: ModelConfig, train_cfg: Trai
     model_cfg = dataclasses.replace(model_cfg, task="encoder", n_outputs=1)
     model_cfg, train_cfg = apply_preset(model_cfg.validate(), train_cfg.validate())
     if start is not None:
-        warn_size_mismatch(model_cfg.to_dict(), start.model_config)
+        warn_size_mismatch(model_cfg.to_dict(), start.model_config,
+                           "To pretrain at the sizes asked for, start from random weights "
+                           "(a fit: pretrain_from='scratch'; pretrain: no start encoder).")
         model_cfg = dataclasses.replace(
             model_cfg, **{k: getattr(start.model_config, k) for k in ENCODER_SIZES})
     table = on_node(prepare_table, table, options.rarefaction_depth, train_cfg.random_seed)

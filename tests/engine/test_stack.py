@@ -225,7 +225,8 @@ def test_one_validation_group_folds_the_samples_and_says_so(example):
         # pretrains first (given distances) validates on a split of the samples too
         given = api.fit(table, ages, "regression",
                         ModelConfig(ensemble=3, embedding_dim=16, attention_heads=2,
-                                    attention_layers=1, max_bp=60, token_limit=24),
+                                    attention_layers=1, max_bp=60, token_limit=24,
+                                    pretrain_from="scratch"),
                         TrainConfig(**dict(TC, epochs=1, batch_size=8)),
                         groups={s: "the only cage" for s in table.sample_ids},
                         options=api.Options(distances=(table.sample_ids, dist)))

@@ -279,7 +279,7 @@ def test_the_sketch_changes_no_learning_and_its_mix_fits_the_training_pairs(exam
 def test_pretraining_continues_from_an_encoder_with_its_weights_and_sizes(example):
     """start=: pretraining on a new table begins at the given encoder (its sizes win over
     the settings, with a warning naming them), not at random weights; a fit given a tree and
-    pretrain_from='shipped' does this from the shipped encoder."""
+    pretrain_from='shipped' (the default) does this from the shipped encoder."""
     import torch
     from aam_engine import pretrained
     table, dist, md = example
@@ -293,7 +293,7 @@ def test_pretraining_continues_from_an_encoder_with_its_weights_and_sizes(exampl
         if k.startswith("asv."):
             torch.testing.assert_close(still.state_dict[k], v, msg=k)
     fitted = api.fit(table, md["age"].to_dict(), "regression",
-                     ModelConfig(pretrain_from="shipped", ensemble=3), tc(epochs=1),
+                     ModelConfig(ensemble=3), tc(epochs=1),        # pretrain_from's default
                      options=api.Options(distances=(table.sample_ids, dist)))
     assert fitted.model_config.embedding_dim == shipped.model_config.embedding_dim
 
@@ -304,7 +304,8 @@ def test_a_classifier_given_distances_pretrains_its_encoder_first(example):
     into the encoder's)."""
     table, dist, md = example
     clf = api.fit(table, md["group"].to_dict(), "classification", mc(stack=ModelConfig().stack,
-                                                                     ensemble=3),
+                                                                     ensemble=3,
+                                                                     pretrain_from="scratch"),
                   tc(epochs=1), options=api.Options(distances=(table.sample_ids, dist)))
     assert clf.task == "classification" and clf.model_config.n_outputs == 2
     assert clf.model_config.embedding_dim == MC["embedding_dim"]      # its own encoder
