@@ -200,7 +200,7 @@ def main(argv=None) -> int:
 def _run(args) -> int:
     from . import api
     from .io import read_model_dir
-    from .training.distributed import init_from_env, node_scope
+    from .training.distributed import finish, init_from_env, node_scope
     if args.command == "simulate":
         from .data.simulate import write_example_data
         paths = write_example_data(args.output, n_samples=args.n_samples,
@@ -217,7 +217,9 @@ def _run(args) -> int:
     if args.command in ("pretrain", "train"):
         init_from_env()
         with node_scope():
-            return _train_command(args)
+            rc = _train_command(args)
+        finish()        # every rank waits for rank 0's writing (an error skips this: torchrun
+        return rc       # then stops the other ranks)
     bundle = read_model_dir(args.model)
     table = _load_table(args)
     covs = None

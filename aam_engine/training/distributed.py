@@ -61,6 +61,15 @@ def init_from_env(backend: str | None = None) -> bool:
     return True
 
 
+def finish() -> None:
+    """The end of a job's work on every rank: wait until all ranks are here, then tear the
+    process group down (gloo aborts a process that exits while a peer still talks to it: a
+    rank that returned while rank 0 was still writing the model died of SIGABRT)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def resolve_world(cfg) -> int:
     """Processes to train with: ``devices``, where 0 means every visible GPU (1 on CPU)."""
     import torch
