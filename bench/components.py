@@ -15,7 +15,8 @@ comp_log (the shipped encoder's ASV vectors weighted by relative / log1p abundan
 sample (its sample vector), heads (AAM's heads on it, fitted with the plugin's defaults
 before the stack).  ``combine``: candidate stacks weighed on the out-of-fold predictions
 (Brier score, as aam_engine.fit.stack; 'logloss' and a plain mean as the alternatives),
-scored on the test parts.
+scored on the test parts, classes decided as the fit decides them (the balanced rule;
+``--decision probable`` for the most probable class, as the tables before 2026-12-06 were).
 """
 from __future__ import annotations
 
@@ -238,10 +239,16 @@ def heads(tr_table, ytr, te_table, classify, groups, seed):
 LEARNERS = {"l2": l2, "rf": rf, "rft": rft, "heads": heads}
 
 
-def score(y, p, classes, classify):
+def score(y, p, classes, classify, ytr=None, rule: str = "balanced"):
+    """Test scores of predictions p; classes are decided as the fit decides them
+    (aam_engine.inputs.decide_classes: by default the balanced rule, against the training
+    shares of ``ytr``; 'probable', or no ytr, the most probable class)."""
+    from aam_engine.inputs import class_shares, decide_classes
     from aam_engine.metrics import constant_fraction, macro_f1, mae, r2_score
     if classify:
-        yi, pi = np.searchsorted(classes, y), np.argmax(p, 1)
+        yi = np.searchsorted(classes, y)
+        pi = (np.argmax(p, 1) if ytr is None or rule == "probable" else
+              decide_classes({"priors": class_shares(ytr, classes)}, p, rule))
         return {"macro_f1": macro_f1(yi, pi, len(classes)), "const": constant_fraction(pi)}
     return {"mae": mae(y, p), "r2": r2_score(y, p)}
 
@@ -369,7 +376,7 @@ def publish(lines, name: str):
 
 def combine_main(argv):
     args, stacks = split_args(argv, STACKS, stackers="brier,logloss,mean",
-                              out="components-dev.md", paired="")
+                              out="components-dev.md", paired="", decision="balanced")
     first = args.stackers.split(",")[0]
     lines = ["# How the default stack was chosen (development splits)"
              if args.out == "components-dev.md" else
@@ -377,7 +384,9 @@ def combine_main(argv):
              f"`python bench/components.py {' '.join(['combine'] + list(argv))}` after "
              f"`predict`, commit {commit()}: each candidate stack's test score, mean ± sd "
              "(ddof 1) over the splits that have every component (macro F1, or MAE for age), "
-             "by stacker." + (f" With --paired: each stack minus the first ({first} stacker), "
+             f"by stacker; classes decided by the {args.decision} rule (--decision; the "
+             "fit's default is balanced, the tables before 2026-12-06 read the most probable "
+             "class)." + (f" With --paired: each stack minus the first ({first} stacker), "
                               "per split, mean and 95% t-interval (> 0: better)."
                               if args.paired else ""), ""]
     for name in args.datasets.split(","):
@@ -395,7 +404,8 @@ def combine_main(argv):
                     for seed, te in tests.items():
                         got = cached_stack(name, target, seed, te, comps, classify, stacker)
                         if got is not None:
-                            vals.append(score(got[0][0]["yte"], got[2], got[1], classify)[key])
+                            vals.append(score(got[0][0]["yte"], got[2], got[1], classify,
+                                              got[0][0]["ytr"], args.decision)[key])
                             if stacker == first:
                                 per_seed[seed] = vals[-1]
                     cells.append(f"{ms(vals)} (n={len(vals)})" if vals else "")
@@ -415,7 +425,7 @@ def oof_score(P, y, classify, classes, folds, key):
     from aam_engine.fit.stack import cross_fitted_stack
     yi = np.searchsorted(classes, y) if classify else y
     oof = cross_fitted_stack(P, yi, len(classes) if classify else 0, folds)
-    return score(y, oof, classes, classify)[key]
+    return score(y, oof, classes, classify, y)[key]
 
 
 def select_main(argv):
@@ -465,7 +475,7 @@ def select_main(argv):
                     w = weights(P, ytr, classify, classes, "brier")
                     test_p = sum(wk * d["test"] for wk, d in zip(w, z))
                     out[k] = (oof_score(P, ytr, classify, classes, folds, key),
-                              score(yte, test_p, classes, classify)[key])
+                              score(yte, test_p, classes, classify, ytr)[key])
                 use = ("full" if better(out["full"][0], out["plain"][0]) != out["plain"][0]
                        else "plain")
                 picked += use == "full"
