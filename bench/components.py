@@ -34,6 +34,7 @@ from datasets import (DATASETS, DEV, DEV_SEEDS, RESULTS, ROOT, labelled, load, s
 from baselines import RF_MAX_FEATURES  # noqa: E402
 from tables import commit, interval_cell, ms  # noqa: E402
 
+SEEDS = ",".join(map(str, DEV_SEEDS))      # --seeds: every development seed
 CACHE = ROOT / "build"
 PREDS = CACHE / "component-preds"
 CANDIDATES = ("l2:clr,l2:rel,rf:rel,rf:clr,l2:comp_rel,rf:comp_rel,l2:comp_log,rf:comp_log,"
@@ -275,7 +276,7 @@ def predict_main(argv):
     from aam_engine.data.table import fold_ids
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default=",".join(map(str, DEV_SEEDS)))
+    ap.add_argument("--seeds", default=SEEDS)
     ap.add_argument("--components", default=CANDIDATES)
     ap.add_argument("--encoder", metavar="TAG=DIR", help="another encoder (a model directory) "
                     "in place of the shipped one: its components are cached as COMPONENT@TAG")
@@ -358,7 +359,7 @@ def split_args(argv, stacks: str, **extra):
     for k, v in extra.items():
         ap.add_argument(f"--{k}", default=v)
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default=",".join(map(str, DEV_SEEDS)))
+    ap.add_argument("--seeds", default=SEEDS)
     args = ap.parse_args(argv)
     return args, dict(s.split("=") for s in args.stacks.split(";"))
 
@@ -439,7 +440,7 @@ def select_main(argv):
     ap.add_argument("--full", default="l2:rel+rf:rel+l2:comp_rel+rf:comp_rel")
     ap.add_argument("--plain", default="l2:rel+rf:rel")
     ap.add_argument("--datasets", default=",".join(DEV))
-    ap.add_argument("--seeds", default=",".join(map(str, DEV_SEEDS)))
+    ap.add_argument("--seeds", default=SEEDS)
     args = ap.parse_args(argv)
     lines = ["# Keep the encoder's components only where out-of-fold evidence says they help "
              "(development splits)", "", f"`python bench/components.py select`, commit "
@@ -498,8 +499,6 @@ def decision_main(argv):
     macro F1 of the stack's cross-fitted out-of-fold predictions on the training part (a tie
     keeps balanced).  -> components-decision-dev.md"""
     from aam_engine.fit.stack import cross_fitted_stack
-    from aam_engine.inputs import class_shares, decide_classes
-    from aam_engine.metrics import macro_f1
     from tables import interval_cell
     args, stacks = split_args(argv, "default=l2:rel+rf:rel+l2:comp_rel+rf:comp_rel;"
                               "abundances=l2:rel+rf:rel;L2 on CLR (a baseline)=l2:clr;"
@@ -527,12 +526,11 @@ def decision_main(argv):
                         continue
                     z, classes, p = got
                     ytr, yte, C = z[0]["ytr"], z[0]["yte"], len(classes)
-                    enc = {"priors": class_shares(ytr, classes)}
-                    yi, yi_tr = np.searchsorted(classes, yte), np.searchsorted(classes, ytr)
-                    oof = cross_fitted_stack([d["oof"] for d in z], yi_tr, C, z[0]["folds"])
-                    f1 = lambda y, q, rule: macro_f1(y, decide_classes(enc, q, rule), C)
-                    test = [f1(yi, p, rule) for rule in ("probable", "balanced")]
-                    pick = int(f1(yi_tr, oof, "balanced") >= f1(yi_tr, oof, "probable"))
+                    oof = cross_fitted_stack([d["oof"] for d in z], np.searchsorted(
+                        classes, ytr), C, z[0]["folds"])
+                    f1 = lambda y, q, rule: score(y, q, classes, True, ytr, rule)["macro_f1"]
+                    test = [f1(yte, p, rule) for rule in ("probable", "balanced")]
+                    pick = int(f1(ytr, oof, "balanced") >= f1(ytr, oof, "probable"))
                     rows.append(test + [test[pick], pick])
                 if len(rows) > 1:
                     r = np.array(rows)

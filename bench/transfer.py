@@ -128,10 +128,13 @@ def main():
     if args.part in ("loso", "both"):       # the first report splits (accuracy.py's)
         for name in args.studies.split(","):
             todo.append(("loso", name, None))
+    reports = {}        # study: its report splits (accuracy.py's)
     for part, name, seeds in todo:
         table, md = load(name)
+        if seeds is None:
+            reports[name] = report_splits(name, table, md)[0]
         for seed, train, test in (splits(name, table, md, seeds) if seeds is not None
-                                  else report_splits(name, table, md)[0][:OWN_SEEDS]):
+                                  else reports[name][:OWN_SEEDS]):
             rec = done.get((part, name, seed), {})
             if (rec.get("test_key") == test_key(test) and rec.get("layout") == RUN_LAYOUT
                     and (part == "loso" or rec.get("encoder") == shipped_id())):
@@ -149,8 +152,10 @@ def main():
     runs = list(done.values())
     tables = ()
     if args.part != "retrim":       # the stored report runs of today's report splits
+        for name in set(LOSO) - set(reports):       # studies this run did not train on
+            reports[name] = report_splits(name, *load(name))[0]
         reported = {(name, seed, test_key(test)) for name in LOSO
-                    for seed, _, test in report_splits(name, *load(name))[0]}
+                    for seed, _, test in reports[name]}
         report = [r for r in stored_runs("report")
                   if (r["dataset"], r["seed"], r.get("test_key")) in reported]
         tables += (("leave-one-study-out.md", loso_table(runs, report)),)

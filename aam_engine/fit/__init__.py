@@ -89,9 +89,9 @@ def choose_encoder(table, model_cfg, train_cfg, encoder, groups, options, dirs):
     if options.has_distances:
         from ..pretraining import pretrain_encoder
         sub = dirs.sub("pretrain")
-        if groups is not None and len({str(groups.get(s)) for s in table.sample_ids}) < 2:
-            groups = None   # one unit: its validation split splits samples, as the folds
-            # do (usable_groups says so once, when the fit reads its inputs)
+        if groups is not None and one_unit(groups, table.sample_ids):
+            groups = None   # its validation split splits samples, as the folds do
+            # (usable_groups says so once, when the fit reads its inputs)
         return pretrain_encoder(table, model_cfg, train_cfg, groups=groups,
                                 options=dataclasses.replace(options, log_dir=sub.log_dir,
                                                             checkpoint_dir=sub.checkpoint_dir),
@@ -174,13 +174,18 @@ def inputs(table, targets, task, model_cfg, train_cfg, encoder, groups, options)
                      model_cfg, train_cfg, frozen and folds is not None)
 
 
+def one_unit(groups, sample_ids) -> bool:
+    """Every sample in one validation group (no grouped split is possible)."""
+    return len({str(groups.get(s)) for s in sample_ids}) < 2
+
+
 def usable_groups(groups, sample_ids):
     """The validation groups, or None (with a warning) where every sample is in one: folds
     then split the samples, and scores are for new samples of that unit, not new units."""
     if groups is None:
         return None
     check_groups(sample_ids, groups)
-    if len({str(groups[s]) for s in sample_ids}) < 2:
+    if one_unit(groups, sample_ids):
         warnings.warn("Every sample is in one validation group: the folds split its samples, "
                       "so the scores are for new samples of that unit, not for new units.",
                       stacklevel=4)
